@@ -1,0 +1,12 @@
+"""admm-hls: ADMM-compressed neural networks to FPGA kernels."""
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name):
+    # Lazy: `import admm_hls` stays cheap for the CLI; torch loads only when lowering.
+    if name == "lower":
+        from .ir.lower import lower
+
+        return lower
+    raise AttributeError(name)

@@ -1,0 +1,1 @@
+"""ADMM compression (ADMM-NN): joint weight pruning and weight quantization."""

@@ -1,0 +1,145 @@
+"""The checkpoint every later stage reads: a dict of tensors and plain types only.
+
+It loads with ``torch.load(weights_only=True)``: a file that would need arbitrary unpickling is
+refused before any of its code can run.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import pickle
+import re
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..errors import UserError
+
+FORMAT = "admm-hls-checkpoint"
+VERSION = 1
+
+
+def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+    """Write atomically (a temporary file in the same folder, then a rename) and
+    deterministically: serializing to memory gives the archive a fixed inner name, where saving
+    to a path would name it after the (random) temporary file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buffer = io.BytesIO()
+    torch.save(ckpt, buffer)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(buffer.getbuffer())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a checkpoint is an ordinary file
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
+    """Load safely; any problem becomes one clear UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
+    try:
+        # mmap: tensors stay in the page cache until touched, so a large checkpoint does not
+        # have to be resident twice while it is lowered.
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as exc:
+        # torch names the offending global ("Unsupported global: GLOBAL os.system"); anything
+        # else the restricted unpickler rejects is simply not a checkpoint.
+        found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
+        if found:
+            raise UserError(
+                f"refusing {path}: loading it would need unpickling arbitrary code ({found.group(1)}); "
+                "only checkpoints of tensors and plain types are accepted, re-save it as a state_dict"
+            ) from None
+        raise UserError(f"{path} is not a readable torch checkpoint (rejected by the safe loader): "
+                        "give the .pt file written by 'admm-hls compress'") from None
+    except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        raise UserError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]}): "
+                        "give the .pt file written by 'admm-hls compress'") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise UserError(f"{path} is a torch file but not an admm-hls checkpoint: compress the model with "
+                        "'admm-hls compress' first")
+    if ckpt.get("version") != VERSION:
+        raise UserError(f"{path} has checkpoint version {ckpt.get('version')}, this admm-hls reads version "
+                        f"{VERSION}: recompress it with this version")
+    return ckpt
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """Rebuild the zoo architecture and load the compressed weights."""
+    from ..zoo import build_model
+
+    # Built on the meta device and given the checkpoint's own tensors: no random initialization
+    # and no second copy of the weights.
+    with torch.device("meta"):
+        model = build_model(ckpt["arch"]["name"], **ckpt["arch"]["kwargs"])
+    model.load_state_dict(ckpt["state_dict"], assign=True)
+    model.eval()
+    return model
+
+
+def make_checkpoint(
+    arch: str,
+    arch_kwargs: dict[str, Any],
+    input_shape: tuple[int, ...],
+    model: torch.nn.Module,
+    geometry: dict[str, Any],
+    *,
+    masks: dict[str, torch.Tensor],
+    keep: dict[str, float],
+    bits: dict[str, int],
+    levels: dict[str, torch.Tensor],
+    scales: dict[str, float],
+    accuracy: dict[str, float],
+    recipe: dict[str, Any],
+    history: list[dict[str, Any]],
+    calibration: dict[str, Any],
+    dataset: dict[str, Any] | None,
+    seed: int,
+) -> dict[str, Any]:
+    """The checkpoint dict: tensors and plain types only (see the module docstring)."""
+    from .. import __version__
+    from .targets import break_even
+
+    layers = {}
+    for n, g in geometry.items():
+        layers[n] = {
+            "kind": g.kind,
+            "shape": list(g.shape),
+            "out_positions": g.out_positions,
+            "nonzeros": int(masks[n].sum()),
+            "mask": masks[n].clone(),
+            "keep_target": keep[n],
+            "bits": bits[n] if n in levels else None,
+            "scale": scales.get(n),
+            "levels": levels[n].to(torch.int8).clone() if n in levels else None,
+            "break_even": break_even(bits[n], g.rows, g.numel),
+        }
+    return {
+        "format": FORMAT,
+        "version": VERSION,
+        "arch": {"name": arch, "kwargs": dict(arch_kwargs)},
+        "input_shape": list(input_shape),
+        "dataset": dataset,
+        "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+        "layers": layers,
+        "accuracy": dict(accuracy),
+        "recipe": recipe,
+        "history": history,
+        "calibration": calibration,
+        "seed": seed,
+        "versions": {"admm_hls": __version__, "torch": torch.__version__.split("+")[0],
+                     "python": platform.python_version()},
+    }

@@ -1,0 +1,127 @@
+"""Compression recipes: TOML files next to the models that make a result reproducible.
+
+A recipe fixes everything the result depends on: per-layer keep ratios (or a global target with
+a storage/computation focus), bits, rho and its schedule, iterations, epochs and optimizers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import UserError
+from ..resources import resource_dir
+from .training import OptimizerSpec
+
+
+@dataclass(frozen=True)
+class DenseStage:
+    epochs: int = 8
+    optimizer: OptimizerSpec = OptimizerSpec()
+
+
+@dataclass(frozen=True)
+class PruneStage:
+    keep: dict[str, float] = field(default_factory=dict)  # per layer; empty: use `target`
+    target_ratio: float = 0.0  # global pruning ratio for the hardware-aware allocator
+    target_mode: str = "storage"  # or "computation" (favour conv MAC reduction)
+    admm_iterations: int = 8
+    epochs_per_iteration: int = 2
+    rho: float = 1e-3
+    rho_layers: dict[str, float] = field(default_factory=dict)
+    rho_factor: float = 1.3
+    optimizer: OptimizerSpec = OptimizerSpec()
+    retrain_epochs: int = 8
+    retrain_optimizer: OptimizerSpec = OptimizerSpec()
+
+
+@dataclass(frozen=True)
+class QuantizeStage:
+    bits: int = 3  # default for every layer
+    bits_layers: dict[str, int] = field(default_factory=dict)
+    admm_iterations: int = 4
+    epochs_per_iteration: int = 1
+    rho: float = 1e-2
+    rho_layers: dict[str, float] = field(default_factory=dict)
+    rho_factor: float = 1.3
+    optimizer: OptimizerSpec = OptimizerSpec()
+    # Progressive freezing: after each fraction's retraining, that share of the kept weights
+    # (those closest to their level) is fixed on its level; the last step freezes everything.
+    freeze_schedule: tuple[float, ...] = (0.5, 0.75, 0.9)
+    epochs_per_freeze: int = 1
+    retrain_optimizer: OptimizerSpec = OptimizerSpec()
+    enabled: bool = True
+
+
+@dataclass(frozen=True)
+class Recipe:
+    model: str = "lenet5"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    dataset: str = "mnist"
+    batch_size: int = 128
+    calibration_batches: int = 8
+    dense: DenseStage = DenseStage()
+    prune: PruneStage = PruneStage()
+    quantize: QuantizeStage = QuantizeStage()
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def scaled(self, epoch_fraction: float) -> "Recipe":
+        """A copy with every epoch count reduced (for smoke runs); at least one epoch each."""
+        def ep(n: int) -> int:
+            return max(1, round(n * epoch_fraction)) if n else 0
+        return dataclasses.replace(
+            self,
+            dense=dataclasses.replace(self.dense, epochs=ep(self.dense.epochs)),
+            prune=dataclasses.replace(self.prune, epochs_per_iteration=ep(self.prune.epochs_per_iteration),
+                                      retrain_epochs=ep(self.prune.retrain_epochs)),
+            quantize=dataclasses.replace(self.quantize, epochs_per_iteration=ep(self.quantize.epochs_per_iteration),
+                                         epochs_per_freeze=ep(self.quantize.epochs_per_freeze)),
+        )
+
+
+def _build(cls, data: dict[str, Any], where: str):
+    """Instantiate a recipe dataclass from a dict, refusing unknown keys by name."""
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise UserError(f"recipe {where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+    kwargs = {}
+    for key, value in data.items():
+        default = known[key].default if known[key].default is not dataclasses.MISSING else None
+        if dataclasses.is_dataclass(default):
+            if not isinstance(value, dict):
+                raise UserError(f"recipe {where}.{key} must be a table")
+            kwargs[key] = _build(type(default), value, f"{where}.{key}")
+        elif isinstance(default, tuple):
+            kwargs[key] = tuple(value)
+        else:
+            kwargs[key] = value
+    try:
+        return cls(**kwargs)
+    except TypeError as exc:
+        raise UserError(f"recipe {where}: {exc}") from None
+
+
+def recipe_from_dict(data: dict[str, Any], where: str = "") -> Recipe:
+    return _build(Recipe, data, where or "recipe")
+
+
+def load_recipe(path_or_name: str | Path) -> Recipe:
+    """A recipe from a TOML path, or by name from the zoo's recipes folder (``lenet5_mnist``)."""
+    path = Path(path_or_name)
+    if not path.is_file():
+        shipped = resource_dir("models") / "recipes" / f"{path_or_name}.toml"
+        if not shipped.is_file():
+            names = sorted(p.stem for p in (resource_dir("models") / "recipes").glob("*.toml"))
+            raise UserError(f"recipe '{path_or_name}' not found: give a TOML file or one of {', '.join(names)}")
+        path = shipped
+    try:
+        data = tomllib.loads(path.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise UserError(f"recipe {path} is not valid TOML ({exc}): fix the file") from None
+    return recipe_from_dict(data, str(path))

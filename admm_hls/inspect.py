@@ -1,0 +1,28 @@
+"""`admm-hls inspect`: lower a checkpoint and report, per layer and in total, what it holds and
+what the hardware will store (see ``admm_hls.report``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .compress.checkpoint import load_checkpoint
+from .ir.lower import lower
+from .report import format_report, graph_report
+
+
+def inspect_checkpoint(path) -> dict[str, Any]:
+    ckpt = load_checkpoint(path)
+    report = graph_report(lower(ckpt))
+    report["arch"] = ckpt["arch"]
+    report["accuracy"] = ckpt.get("accuracy", {})
+    return report
+
+
+def format_inspection(report: dict[str, Any]) -> str:
+    lines = [format_report(report)]
+    lines.append("break-even pruning ratios (relative index cheaper above): "
+                 + ", ".join(f"{r['layer']} {r['break_even']:.2f}x" for r in report["layers"]))
+    if report["accuracy"]:
+        lines.append("accuracy (float, from compression): "
+                     + ", ".join(f"{k} {v:.2%}" for k, v in report["accuracy"].items()))
+    return "\n".join(lines)

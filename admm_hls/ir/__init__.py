@@ -1,0 +1,1 @@
+"""The intermediate representation: a LayerGraph and the passes that lower it."""

@@ -1,0 +1,80 @@
+"""checkpoint -> LayerGraph -> passes -> quantized, packed LayerGraph."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..calibration import measure_ranges
+from ..errors import UserError
+from .frontend import trace
+from .graph import LayerGraph
+from .passes import choose_format, fold_batchnorm, fuse_relu, infer_shapes, pack, quantize, remove_identity
+from .passes.quantize import QuantContext
+
+
+def lower_model(
+    model: nn.Module,
+    input_shape: tuple[int, ...],
+    ranges: dict[str, list[float]],
+    levels: dict[str, tuple[np.ndarray, float, int]] | None = None,
+    *,
+    act_bits: int = 8,
+    weight_bits: int = 8,
+    acc_bits: int = 32,
+    name: str = "model",
+) -> LayerGraph:
+    """Lower any traceable torch model given activation ranges (fx node name -> [min, max])
+    and, optionally, ADMM codebooks per module path (levels, scale, bits)."""
+    graph = trace(model, tuple(input_shape))
+    graph.name = name
+    remove_identity.run(graph)
+    fold_batchnorm.run(graph)
+    fuse_relu.run(graph)
+    infer_shapes.run(graph)
+    ctx = QuantContext(ranges=ranges, levels=levels or {}, act_bits=act_bits, weight_bits=weight_bits,
+                       acc_bits=acc_bits)
+    quantize.run(graph, ctx)
+    choose_format.run(graph)
+    pack.run(graph)
+    graph.meta.update(input_shape=tuple(input_shape), weight_bits=weight_bits)
+    return graph
+
+
+def checkpoint_levels(ckpt: dict[str, Any]) -> dict[str, tuple[np.ndarray, float, int]]:
+    """ADMM codebooks stored in an admm-hls checkpoint, keyed by module path."""
+    out = {}
+    for module, layer in ckpt["layers"].items():
+        if layer.get("levels") is not None:
+            out[module] = (layer["levels"].numpy(), float(layer["scale"]), int(layer["bits"]))
+    return out
+
+
+def lower(
+    checkpoint: str | os.PathLike | dict[str, Any],
+    *,
+    calibrate: torch.Tensor | None = None,
+    act_bits: int = 8,
+    weight_bits: int = 8,
+    acc_bits: int = 32,
+) -> LayerGraph:
+    """Lower an admm-hls checkpoint (path or loaded dict). ``calibrate``: float input batches
+    to measure activation ranges when the checkpoint has none (or to override them)."""
+    from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
+
+    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    model = model_from_checkpoint(ckpt)
+    if calibrate is not None:
+        ranges = measure_ranges(model, list(torch.as_tensor(calibrate).split(256)))
+    else:
+        ranges = ckpt.get("calibration", {}).get("ranges")
+        if not ranges:
+            raise UserError("the checkpoint holds no activation ranges: pass --calibrate with a dataset")
+    graph = lower_model(model, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,
+                        weight_bits=weight_bits, acc_bits=acc_bits, name=ckpt["arch"]["name"])
+    graph.meta.update(arch=ckpt["arch"], accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"))
+    return graph
