@@ -9,4 +9,8 @@ def __getattr__(name):
         from .ir.lower import lower
 
         return lower
+    if name in ("reference", "report"):
+        import importlib
+
+        return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(name)

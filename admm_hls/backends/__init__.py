@@ -1,0 +1,1 @@
+"""Backends: render a packed LayerGraph into hardware projects."""

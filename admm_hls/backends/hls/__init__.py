@@ -1,0 +1,1 @@
+"""The Vitis HLS backend."""

@@ -1,0 +1,1 @@
+"""Simulation runners: g++ C simulation and cocotb RTL simulation."""
