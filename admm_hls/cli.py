@@ -47,6 +47,62 @@ def _cmd_inspect(args: argparse.Namespace) -> None:
     print(json.dumps(report, indent=2) if args.json else format_inspection(report))
 
 
+def _parse_pe_layers(items: list[str] | None) -> dict[str, int]:
+    out = {}
+    for item in items or []:
+        name, sep, count = item.partition("=")
+        if not sep or not name or not count.strip().isdigit() or int(count) < 1:
+            raise UserError(f"--pe-layer {item!r}: expected NAME=N with N >= 1, e.g. --pe-layer fc1=4")
+        out[name] = int(count)
+    return out
+
+
+def _build_vectors(graph, args: argparse.Namespace):
+    """(inputs, label): the first N MNIST test images when the model is an MNIST model and a data
+    folder is given (--data-dir or $ADMM_HLS_DATA), else None (deterministic random integers)."""
+    import os
+
+    from .datasets import DATA_ENV, load_dataset
+    from .reference import quantize_images
+
+    dataset = (graph.meta.get("dataset") or {}).get("name")
+    if dataset != "mnist" or not (args.data_dir or os.environ.get(DATA_ENV)):
+        return None, None
+    images = load_dataset("mnist", args.data_dir, "test").head(args.vectors).images.numpy()
+    return quantize_images(graph, images), f"MNIST test images 0..{len(images) - 1}"
+
+
+def _cmd_build(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .backends.hls.project import build, check_out_dir, format_summary
+    from .ir.lower import lower
+
+    if args.vectors < 1:
+        raise UserError(f"--vectors must be >= 1, got {args.vectors}")
+    pe_layers = _parse_pe_layers(args.pe_layer)
+    check_out_dir(Path(args.out), args.force)  # before the (possibly long) lowering
+    graph = lower(args.checkpoint or _shipped_lenet5(), act_bits=args.act_bits, weight_bits=args.bits,
+                  acc_bits=args.acc_bits)
+    vectors, source = _build_vectors(graph, args)
+    project = build(graph, args.out, pe=args.pe, pe_layers=pe_layers, onchip_kb=args.onchip_kb, part=args.part,
+                    clock_ns=args.clock, top=args.top, force=args.force, vectors=vectors, n_vectors=args.vectors,
+                    vectors_source=source)
+    print(format_summary(project.manifest))
+    print(f"wrote {project.path}")
+
+
+def _cmd_csim(args: argparse.Namespace) -> None:
+    from .backends.hls.project import describe_failure, open_project
+
+    result = open_project(args.dir).csim(n=args.n)
+    status = "PASS" if result.passed else "FAIL"
+    print(f"csim {status}: {result.n} vectors, {result.mismatches} mismatching outputs, {result.seconds:.2f} s")
+    if not result.passed:
+        print(f"first failure: {describe_failure(result.first_failure)}")
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="admm-hls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -68,6 +124,35 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_inspect)
+
+    from .backends.hls.project import DEFAULT_PART, DEFAULT_VECTORS
+
+    p = sub.add_parser("build", help="Vitis HLS project (C++, test bench, tcl/cfg, manifest) of a checkpoint")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
+    p.add_argument("--out", required=True, help="project folder to write")
+    p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
+    p.add_argument("--pe", type=int, default=1, help="processing elements per conv/fc layer (default 1)")
+    p.add_argument("--pe-layer", action="append", metavar="NAME=N",
+                   help="PEs for one layer (node name or module path), repeatable")
+    p.add_argument("--onchip-kb", type=float, default=512.0,
+                   help="layers with more packed weight KiB go to the off-chip blob (default 512)")
+    p.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part (default {DEFAULT_PART})")
+    p.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
+    p.add_argument("--top", default="admm_top", help="top function name (default admm_top)")
+    p.add_argument("--bits", type=int, default=8,
+                   help="weight bits for layers without ADMM levels (post-training quantized; default 8)")
+    p.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
+    p.add_argument("--acc-bits", type=int, default=32, help="accumulator bits (default 32)")
+    p.add_argument("--vectors", type=int, default=DEFAULT_VECTORS,
+                   help=f"test vectors in tb/data (default {DEFAULT_VECTORS})")
+    p.add_argument("--data-dir", help="MNIST folder for the test vectors (default: $ADMM_HLS_DATA; without "
+                                      "one, deterministic random inputs)")
+    p.set_defaults(func=_cmd_build)
+
+    p = sub.add_parser("csim", help="C simulation (g++) of a built HLS project against its reference vectors")
+    p.add_argument("dir", help="project folder written by 'admm-hls build'")
+    p.add_argument("--n", type=int, help="simulate only the first N vectors")
+    p.set_defaults(func=_cmd_csim)
     return parser
 
 

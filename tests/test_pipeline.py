@@ -85,3 +85,16 @@ def test_recipe_errors_are_clear():
     bad = dict(TINY, prune={"keep": {"conv9": 0.5}})
     with pytest.raises(UserError, match="unknown layer\\(s\\) conv9"):
         Compressor(recipe_from_dict(bad), _data(8, 0), _data(8, 1))
+
+
+def test_hardware_aware_targets_from_a_recipe():
+    def keep(mode):
+        recipe = recipe_from_dict(dict(TINY, prune={"target_ratio": 40, "target_mode": mode}))
+        return Compressor(recipe, _data(8, 0), _data(8, 1), log=lambda s: None).keep
+
+    storage, compute = keep("storage"), keep("computation")
+    assert compute["conv2"] < storage["conv2"]
+    assert compute["fc1"] > storage["fc1"]
+    lines = []
+    Compressor(recipe_from_dict(TINY), _data(8, 0), _data(8, 1), log=lines.append).log_targets()
+    assert "fc1 keep 4,000/400,000 (100.0x, break-even" in lines[0]

@@ -202,8 +202,19 @@ class Compressor:
             dataset={"name": self.recipe.dataset, "mean": [MNIST_MEAN], "std": [MNIST_STD]}, seed=self.seed,
         )
 
+    def log_targets(self) -> None:
+        """Per-layer targets beside the break-even ratio of their storage format."""
+        from .targets import break_even
+
+        parts = []
+        for n, g in self.geometry.items():
+            parts.append(f"{n} keep {self.k[n]:,}/{g.numel:,} ({g.numel / self.k[n]:.1f}x, "
+                         f"break-even {break_even(self.bits[n], g.rows, g.numel):.2f}x)")
+        self.log("targets: " + "; ".join(parts))
+
     def run(self) -> dict[str, Any]:
         """The full recipe, in order; returns the checkpoint dict."""
+        self.log_targets()
         self.train_dense()
         self.admm_prune()
         self.retrain()

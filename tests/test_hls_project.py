@@ -1,0 +1,555 @@
+"""The HLS project builder: PE assignment, the project tree and manifest, determinism, atomic
+writes, the vendor flow scripts (run_hls.tcl through tclsh with stub commands, hls_config.cfg
+parsed), a synthesizability scan of the generated C++, and the CLI build + csim end to end."""
+
+from __future__ import annotations
+
+import configparser
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from torch import nn
+
+from admm_hls import reference
+from admm_hls.backends.hls import pe as pe_mod
+from admm_hls.backends.hls.pe import assign_rows, imbalance, pe_loads, row_costs, row_entries, row_nonzeros
+from admm_hls.backends.hls.project import BLOB_ALIGN, build, open_project
+from admm_hls.calibration import measure_ranges
+from admm_hls.errors import UserError
+from admm_hls.ir.lower import lower_model
+
+TOP = "admm_top"
+
+
+# -- PE assignment --------------------------------------------------------------------------------
+costs_st = st.lists(st.integers(0, 1000), min_size=0, max_size=120).map(lambda v: np.array(v, dtype=np.int64))
+
+
+@settings(max_examples=300, deadline=None)
+@given(costs_st, st.integers(1, 20), st.sampled_from(["balanced", "round_robin"]))
+def test_every_row_assigned_once_sorted(cost, p, method):
+    parts = assign_rows(cost, p, method)
+    assert len(parts) == p
+    assert all(np.all(np.diff(r) > 0) for r in parts)  # ascending, no duplicates
+    allrows = np.concatenate(parts) if parts else np.zeros(0)
+    assert sorted(allrows.tolist()) == list(range(cost.size))
+    assert all(r.dtype == np.int64 for r in parts)
+    again = assign_rows(cost.copy(), p, method)  # deterministic
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+
+
+@settings(max_examples=300, deadline=None)
+@given(costs_st, st.integers(1, 20))
+def test_balanced_never_worse_than_round_robin_and_lpt_bound(cost, p):
+    bal = pe_loads(cost, assign_rows(cost, p, "balanced"))
+    rr = pe_loads(cost, assign_rows(cost, p, "round_robin"))
+    assert bal.max(initial=0) <= rr.max(initial=0)
+    if cost.size:
+        # Graham: the last row placed on the busiest PE found it least loaded (<= the mean).
+        assert bal.max() <= cost.sum() / p + cost.max()
+        assert bal.sum() == cost.sum()
+
+
+def test_round_robin_is_i_mod_p():
+    parts = assign_rows(np.ones(10, dtype=np.int64), 3, "round_robin")
+    assert [r.tolist() for r in parts] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+
+
+def test_lpt_tie_rules_and_round_robin_fallback():
+    # Sorted 9, 5, 4, 1: 9 -> PE0, 5 -> PE1, 4 -> PE1, then loads tie at 9: 1 goes to PE0.
+    assert [r.tolist() for r in assign_rows(np.array([1, 9, 5, 4]), 2)] == [[0, 1], [2, 3]]
+    # Equal costs: ties by row index, then by PE index.
+    assert [r.tolist() for r in assign_rows(np.array([5, 5, 5, 5, 5]), 2)] == [[0, 2, 4], [1, 3]]
+    # Greedy gives 7 here, round-robin 6: the better (round-robin) is returned.
+    parts = assign_rows(np.array([2, 3, 2, 3, 2]), 2)
+    assert [r.tolist() for r in parts] == [[0, 2, 4], [1, 3]]
+    # More PEs than rows: the extra PEs are empty.
+    parts = assign_rows(np.array([3, 1]), 4)
+    assert sorted(r.size for r in parts) == [0, 0, 1, 1]
+
+
+def test_assign_rows_rejects_bad_input():
+    with pytest.raises(ValueError, match="pe must be"):
+        assign_rows(np.ones(3, dtype=np.int64), 0)
+    with pytest.raises(ValueError, match="unknown PE assignment method"):
+        assign_rows(np.ones(3, dtype=np.int64), 2, "random")
+    with pytest.raises(ValueError, match="non-negative"):
+        assign_rows(np.array([1, -1]), 2)
+
+
+def test_imbalance():
+    assert imbalance([4, 4, 4]) == 1.0
+    assert imbalance([3, 1]) == 1.5
+    assert imbalance([]) == 1.0 and imbalance([0, 0]) == 1.0
+
+
+# -- a small lowered model ------------------------------------------------------------------------
+class Tiny(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 6, 3)
+        self.pool = nn.MaxPool2d(2)
+        self.fc1 = nn.Linear(6 * 3 * 3, 24)
+        self.fc2 = nn.Linear(24, 5)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv(x)))
+        return self.fc2(torch.relu(self.fc1(x.flatten(1))))
+
+
+def tiny_graph():
+    torch.manual_seed(0)
+    model = Tiny().eval()
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():  # prune: fc1 hard (relative index with fillers), fc2 lightly (dense)
+        for layer, keep in ((model.fc1, 0.12), (model.fc2, 0.9), (model.conv, 0.5)):
+            mask = torch.rand(layer.weight.shape, generator=g) < keep
+            layer.weight.mul_(mask)
+        # fc1 on 2-bit ADMM levels {-1, 1}: narrow entries, so fillers pay off
+        lv = torch.sign(model.fc1.weight).to(torch.int8)
+        model.fc1.weight.copy_(lv.float() * 0.125)
+    x = torch.randn(16, 1, 8, 8, generator=g)
+    levels = {"fc1": (lv.numpy(), 0.125, 2)}
+    return lower_model(model, (1, 8, 8), measure_ranges(model, [x]), levels, name="tiny"), x
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return tiny_graph()
+
+
+@pytest.fixture(scope="module")
+def project(tiny, tmp_path_factory):
+    graph, _ = tiny
+    return build(graph, tmp_path_factory.mktemp("p") / "proj", pe=2, pe_layers={"fc1": 3}, onchip_kb=0.05,
+                 n_vectors=4, progress=False)
+
+
+def tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_row_figures_of_packed_layers(tiny):
+    graph, _ = tiny
+    fc1 = graph["fc1"]
+    assert fc1.packed.format == "relative"
+    layer = fc1.packed.layer
+    assert row_entries(fc1.packed).sum() == layer.n_entries  # fillers included
+    assert layer.n_fillers > 0
+    assert row_nonzeros(fc1.packed).sum() == layer.n_real == np.count_nonzero(graph["fc1"].params["weight"])
+    assert np.array_equal(row_nonzeros(fc1.packed), np.count_nonzero(graph["fc1"].params["weight"], axis=1))
+    assert np.array_equal(row_costs(fc1.packed), row_entries(fc1.packed) + pe_mod.ROW_OVERHEAD)
+    dense = next(n for n in graph.nodes_of("conv", "linear") if n.packed.format == "dense")
+    assert np.all(row_entries(dense.packed) == dense.packed.layer.cols)
+
+
+def test_project_tree_and_manifest(project, tiny):
+    graph, _ = tiny
+    files = tree(project.path)
+    for name in ("run_hls.tcl", "hls_config.cfg", "Makefile", "README.md", "manifest.json", f"tb/tb_{TOP}.cpp"):
+        assert name in files, name
+    assert any(p.startswith("firmware/") and p.endswith(".cpp") for p in files)
+    assert any(p.startswith("tb/data/") for p in files)
+    assert not [p for p in files if not re.match(r"(firmware/|tb/)|[\w.]+$", p)]
+    m = json.loads(files["manifest.json"])
+    assert m == project.manifest
+    assert m["top"] == TOP and m["model"] == "tiny" and m["vectors"]["count"] == 4
+    # Every file but the manifest itself is listed with its hash.
+    assert set(m["files"]) == set(files) - {"manifest.json"}
+    for path, info in m["files"].items():
+        assert info["bytes"] == len(files[path]) and info["sha256"] == hashlib.sha256(files[path]).hexdigest()
+    # Layers in topological order, weighted ones with their PE split.
+    assert [l["name"] for l in m["layers"]] == [n.name for n in graph.topo()]
+    weighted = {l["name"]: l for l in m["layers"] if "pe" in l}
+    assert set(weighted) == {"conv", "fc1", "fc2"}
+    assert weighted["fc1"]["pe"] == 3 and weighted["conv"]["pe"] == 2 and weighted["fc2"]["pe"] == 2
+    for name, l in weighted.items():
+        node = graph[name]
+        assert sum(l["rows_per_pe"]) == node.packed.layer.rows
+        assert sum(l["entries_per_pe"]) == row_entries(node.packed).sum()
+        assert sum(l["nonzeros_per_pe"]) == l["sizes"]["nonzeros"]
+        assert l["imbalance"]["balanced"] <= l["imbalance"]["round_robin"]
+        assert l["multiplier"]["m0"] == node.quant["multiplier"].m0
+        assert l["format"] == node.packed.format and l["acc_bits"] == node.quant["acc_bits"]
+        assert l["cycles_estimate"] > 0
+    # onchip_kb=0.05 (51 bytes): the larger layers go to the blob, 64-byte aligned, no overlap.
+    blob = sorted((l["blob_offset"], l["blob_bytes"]) for l in weighted.values() if l["placement"] == "blob")
+    assert blob, "some layer should be in the blob"
+    assert all(off % BLOB_ALIGN == 0 for off, _ in blob)
+    assert all(a[0] + a[1] <= b[0] for a, b in zip(blob, blob[1:]))
+    assert all(l["placement"] == ("blob" if 4 * sum(l["words_per_pe"]) > 51.2 else "rom") for l in weighted.values())
+    assert len(files["firmware/weights.bin"]) == m["weight_blob"]["bytes"] == blob[-1][0] + blob[-1][1]
+    readme = files["README.md"].decode()
+    assert "vitis_hls -f run_hls.tcl" in readme and "v++ -c --mode hls" in readme and "| fc1 |" in readme
+
+
+def test_no_blob_when_everything_fits(tiny, tmp_path):
+    graph, _ = tiny
+    p = build(graph, tmp_path / "rom", n_vectors=2, progress=False)
+    assert "firmware/weights.bin" not in tree(p.path)
+    assert p.manifest["weight_blob"] is None
+    assert all(l["placement"] == "rom" for l in p.manifest["layers"] if "pe" in l)
+
+
+def test_two_builds_are_byte_identical(tiny, tmp_path):
+    graph, _ = tiny
+    a = build(graph, tmp_path / "a", pe=2, onchip_kb=0.05, n_vectors=3, progress=False)
+    b = build(tiny_graph()[0], tmp_path / "b", pe=2, onchip_kb=0.05, n_vectors=3, progress=False)
+    ta, tb = tree(a.path), tree(b.path)
+    assert ta.keys() == tb.keys()
+    for path in ta:
+        assert ta[path] == tb[path], path
+
+
+def siblings(parent: Path) -> list[str]:
+    return sorted(p.name for p in parent.iterdir())
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("render broke"), KeyboardInterrupt()])
+def test_failure_midway_leaves_nothing(tiny, tmp_path, monkeypatch, exc):
+    from admm_hls.backends.hls import render
+
+    graph, _ = tiny
+
+    def boom(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(render, "test_vectors", boom)  # after the sources are rendered
+    with pytest.raises(type(exc)):
+        build(graph, tmp_path / "out", n_vectors=2, progress=False)
+    assert siblings(tmp_path) == []
+
+
+def test_failed_rebuild_keeps_the_old_project(tiny, tmp_path, monkeypatch):
+    from admm_hls.backends.hls import render
+
+    graph, _ = tiny
+    old = tree(build(graph, tmp_path / "out", n_vectors=2, progress=False).path)
+    monkeypatch.setattr(render, "render_project_sources", lambda *a, **k: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        build(graph, tmp_path / "out", n_vectors=2, force=True, progress=False)
+    assert siblings(tmp_path) == ["out"] and tree(tmp_path / "out") == old
+
+
+def test_existing_folder_refused_unless_force(tiny, tmp_path):
+    graph, _ = tiny
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stray.txt").write_text("mine")
+    with pytest.raises(UserError, match="exists and is not empty: pass --force to replace it"):
+        build(graph, out, n_vectors=2, progress=False)
+    assert (out / "stray.txt").read_text() == "mine"
+    p = build(graph, out, n_vectors=2, force=True, progress=False)
+    assert not (out / "stray.txt").exists() and (p.path / "manifest.json").is_file()
+    assert siblings(tmp_path) == ["out"]
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    build(graph, empty, n_vectors=2, progress=False)  # an empty folder is fine without --force
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UserError, match="not a folder"):
+        build(graph, tmp_path / "file", n_vectors=2, force=True, progress=False)
+
+
+def test_bad_options_are_user_errors(tiny, tmp_path):
+    graph, _ = tiny
+    for kwargs, msg in (({"top": "1top"}, "C identifier"), ({"pe": 0}, "PE count"),
+                        ({"pe_layers": {"nope": 2}}, "no conv or linear layer"), ({"clock_ns": 0}, "--clock"),
+                        ({"vectors": np.zeros((2, 3))}, "shape"), ({"vectors": np.full((1, 1, 8, 8), 300)}, "range")):
+        with pytest.raises(UserError, match=msg):
+            build(graph, tmp_path / "x", progress=False, **kwargs)
+    assert siblings(tmp_path) == []
+
+
+# -- the vendor flows -----------------------------------------------------------------------------
+STUBS = r"""
+set ::calls {}
+proc record {args} { lappend ::calls $args }
+foreach cmd {open_project set_top add_files open_solution set_part create_clock csim_design csynth_design
+             cosim_design export_design close_project} {
+    proc $cmd {args} "record $cmd {*}\$args"
+}
+proc unknown {args} {
+    if {[string match config_* [lindex $args 0]]} { record {*}$args; return }
+    error "run_hls.tcl called an unexpected command: $args"
+}
+rename exit _exit
+proc exit {args} { record exit {*}$args }
+source [lindex $argv 0]
+foreach c $::calls { puts $c }
+"""
+
+
+def run_tcl(project_dir: Path, tmp_path: Path, env: dict | None = None) -> list[list[str]]:
+    if not shutil.which("tclsh"):
+        pytest.skip("tclsh is not installed")
+    script = tmp_path / "stubs.tcl"
+    script.write_text(STUBS)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ADMM_HLS_")} | (env or {})
+    proc = subprocess.run(["tclsh", str(script), str(project_dir / "run_hls.tcl")], capture_output=True, text=True,
+                          cwd=tmp_path, env=clean, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    out = []
+    for line in proc.stdout.splitlines():  # each line is a Tcl list: parse it with Tcl's rules
+        out.append(subprocess.run(["tclsh"], input=f"foreach w {{{line}}} {{puts $w}}", capture_output=True,
+                                  text=True).stdout.splitlines())
+    return out
+
+
+def test_run_hls_tcl_with_stub_commands(project, tmp_path):
+    calls = run_tcl(project.path, tmp_path)
+    names = [c[0] for c in calls]
+    assert names[0] == "open_project" and names[-1] == "exit"
+    assert ["set_top", TOP] in calls
+    assert ["set_part", project.manifest["part"]] in calls
+    clock = next(c for c in calls if c[0] == "create_clock")
+    assert float(clock[clock.index("-period") + 1]) == project.manifest["clock_ns"]
+    for step in ("csim_design", "csynth_design", "cosim_design", "export_design"):
+        assert step in names
+    assert ["export_design", "-format", "ip_catalog"] in calls
+    assert names.index("open_solution") < names.index("set_part") < names.index("csim_design")
+    added, tb = [], []
+    for c in calls:
+        if c[0] == "add_files":
+            args = c[1:]
+            is_tb = "-tb" in args
+            args = [a for a in args if a != "-tb"]
+            if "-cflags" in args:
+                i = args.index("-cflags")
+                assert "-I" in args[i + 1] and "firmware" in args[i + 1]
+                del args[i:i + 2]
+            (tb if is_tb else added).extend(args)
+    root = project.path.resolve()
+    for f in added + tb:
+        assert Path(f).exists() and Path(f).resolve().is_relative_to(root), f
+    syn = {Path(f).resolve().relative_to(root).as_posix() for f in added}
+    assert syn == {p for p in tree(project.path) if p.startswith("firmware/") and p.endswith(".cpp")}
+    tbrel = {Path(f).resolve().relative_to(root).as_posix() for f in tb}
+    assert f"tb/tb_{TOP}.cpp" in tbrel and any(p.startswith("tb/data") for p in tbrel)
+    # Steps switch off from the environment.
+    names = [c[0] for c in run_tcl(project.path, tmp_path, {"ADMM_HLS_COSIM": "0", "ADMM_HLS_CSIM": "0"})]
+    assert "cosim_design" not in names and "csim_design" not in names and "csynth_design" in names
+
+
+def parse_cfg(text: str) -> dict[str, dict[str, list[str]]]:
+    """v++ config: sections, key=value, repeated keys allowed (syn.file, tb.file), # comments."""
+    out: dict[str, dict[str, list[str]]] = {"": {}}
+    section = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("["):
+            assert line.endswith("]"), raw
+            section = line[1:-1].strip().lower()
+            out.setdefault(section, {})
+            continue
+        key, sep, value = line.partition("=")
+        assert sep, f"not key=value: {raw}"
+        out[section].setdefault(key.strip(), []).append(value.strip())
+    return out
+
+
+def test_hls_config_cfg(project):
+    text = (project.path / "hls_config.cfg").read_text()
+    cfg = parse_cfg(text)
+    # configparser reads it too once repeated keys are allowed
+    cp = configparser.ConfigParser(strict=False, interpolation=None)
+    cp.read_string("[general]\n" + text)
+    assert cp["hls"]["syn.top"] == TOP
+    assert cfg[""]["part"] == [project.manifest["part"]]
+    hls = cfg["hls"]
+    assert hls["syn.top"] == [TOP] and hls["flow_target"] == ["vivado"]
+    assert float(hls["clock"][0].removesuffix("ns")) == project.manifest["clock_ns"]
+    assert hls["package.output.format"] == ["ip_catalog"] and hls["csim.code_analyzer"] == ["0"]
+    for f in hls["syn.file"] + hls["tb.file"]:
+        assert (project.path / f).is_file(), f
+    assert set(hls["syn.file"]) == {p for p in tree(project.path) if p.startswith("firmware/") and p.endswith(".cpp")}
+    assert f"tb/tb_{TOP}.cpp" in hls["tb.file"]
+    if (project.path / "firmware/weights.bin").exists():
+        assert "firmware/weights.bin" in hls["tb.file"]
+
+
+def test_makefile_targets(project):
+    text = (project.path / "Makefile").read_text()
+    for target in ("csim:", "hls:", "vpp:", "clean:"):
+        assert re.search(rf"^{target}", text, re.M), target
+    assert "vitis_hls -f run_hls.tcl" in text and "v++ -c --mode hls --config hls_config.cfg" in text
+    assert all(line.startswith("\t") for line in text.splitlines()
+               if line.strip().startswith(("mkdir", "$(CXX)", "./", "vitis_hls", "v++", "rm ")))
+    if shutil.which("make"):
+        proc = subprocess.run(["make", "-n", "csim", "hls", "vpp", "clean"], cwd=project.path, capture_output=True,
+                              text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
+# -- synthesizability scan ------------------------------------------------------------------------
+def strip_cpp(text: str) -> str:
+    """Comments and string/char literals blanked out, line structure kept."""
+    pattern = re.compile(r'//[^\n]*|/\*.*?\*/|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'', re.S)
+    return pattern.sub(lambda m: re.sub(r"[^\n]", " ", m.group(0)), text)
+
+
+def constants(texts: list[str]) -> set[str]:
+    """Names that are compile-time constants: #define, constexpr / const integers, enum members,
+    template value parameters."""
+    names: set[str] = set()
+    for t in texts:
+        names |= set(re.findall(r"#\s*define\s+(\w+)", t))
+        names |= set(re.findall(r"\bconstexpr\b[^=;()]*?\b(\w+)\s*(?:=|\{)", t))
+        names |= set(re.findall(r"\bconst\s+(?:unsigned\s+|signed\s+)?(?:int|long|short|char|unsigned|\w+_t)\s+(\w+)\s*=", t))
+        for body in re.findall(r"\benum\b[^{;]*\{([^}]*)\}", t):
+            names |= set(re.findall(r"(\w+)\s*(?:=[^,]*)?(?:,|$)", body))
+        for params in re.findall(r"\btemplate\s*<([^>]*)>", t):
+            names |= set(re.findall(r"\b(?:int|unsigned|long|short|bool|char|size_t|\w+_t)\s+(\w+)", params))
+    return names
+
+
+def function_bodies(text: str):
+    """(name, body) of every function definition (brace matched)."""
+    head = re.compile(r"\b([A-Za-z_]\w*)\s*\(([^;{}()]|\([^()]*\))*\)\s*(?:const\s*)?\{")
+    for m in head.finditer(text):
+        name = m.group(1)
+        if name in ("if", "for", "while", "switch", "return", "sizeof", "catch"):
+            continue
+        depth, i = 1, m.end()
+        while depth and i < len(text):
+            depth += {"{": 1, "}": -1}.get(text[i], 0)
+            i += 1
+        yield name, text[m.end():i - 1]
+
+
+def scan_synthesizable(folder: Path) -> list[str]:
+    """Constructs Vitis HLS cannot synthesize (or that this project forbids) in firmware/."""
+    sources = {p: strip_cpp(p.read_text()) for p in sorted(folder.rglob("*")) if p.suffix in (".cpp", ".h", ".hpp")}
+    known = constants(list(sources.values()))
+    bad = []
+    for path, text in sources.items():
+        where = path.name
+        for rx, what in ((r"\bnew\b", "new"), (r"\bdelete\b", "delete"),
+                         (r"\b(?:malloc|calloc|realloc|free)\s*\(", "dynamic memory"),
+                         (r"\bstd::(?:vector|map|list|deque|string|set|unordered_\w+)\b", "std:: container"),
+                         (r"#\s*include\s*<(?:vector|map|list|deque|string|set|unordered_map|unordered_set)>",
+                          "std:: container header"),
+                         (r"\bwhile\s*\(", "while loop")):
+            for m in re.finditer(rx, text):
+                bad.append(f"{where}:{text.count(chr(10), 0, m.start()) + 1}: {what}")
+        for name, body in function_bodies(text):
+            if re.search(rf"(?<![\w.>]){re.escape(name)}\s*\(", body):
+                bad.append(f"{where}: recursion in {name}")
+        for m in re.finditer(r"\bfor\s*\(([^;]*);([^;]*);", text):
+            cond = m.group(2).strip()
+            bound = re.match(r"^\s*\w+\s*(?:<=|<|>=|>|!=)\s*(.+)$", cond)
+            tokens = re.findall(r"[A-Za-z_]\w*(?:::\w+)*", bound.group(1)) if bound else None
+            ok = bound is not None and all(t.split("::")[-1] in known for t in tokens)
+            if not ok:
+                bad.append(f"{where}:{text.count(chr(10), 0, m.start()) + 1}: loop bound not constant: {cond}")
+    return bad
+
+
+def test_generated_firmware_is_synthesizable(project):
+    assert scan_synthesizable(project.path / "firmware") == []
+
+
+@pytest.mark.parametrize("planted", [
+    "int *p = new int[4];",
+    "free(buf);",
+    "std::vector<int> v;",
+    "while (k < 3) { k++; }",
+    "for (int i = 0; i < n; i++) { acc += i; }",
+    "int fact(int n) { return n ? n * fact(n - 1) : 1; }",
+])
+def test_scan_catches_planted_violation(project, tmp_path, planted):
+    copy = tmp_path / "firmware"
+    shutil.copytree(project.path / "firmware", copy)
+    victim = sorted(copy.glob("*.cpp"))[0]
+    body = planted if planted.startswith("int fact") else f"void planted_fn(int n, int *buf) {{ int k = 0; int acc = 0; {planted} }}"
+    victim.write_text(victim.read_text() + "\n" + body + "\n")
+    assert scan_synthesizable(copy), planted
+
+
+# -- C simulation ---------------------------------------------------------------------------------
+def test_csim_passes_and_matches_reference(project, tiny):
+    graph, x = tiny
+    result = project.csim()
+    assert result.passed, result.first_failure
+    assert result.n == 4 and result.mismatches == 0
+    fresh = project.csim(x=x[:3].numpy())  # new float inputs: a scratch copy, the project untouched
+    assert fresh.passed and fresh.n == 3
+    np.testing.assert_array_equal(np.asarray(fresh.outputs).reshape(3, -1), reference.run(graph, x[:3].numpy()))
+    assert open_project(project.path).manifest == project.manifest
+
+
+# -- the command line -----------------------------------------------------------------------------
+def run_cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "admm_hls.cli", *args], capture_output=True, text=True, env=env,
+                          timeout=600)
+
+
+@pytest.fixture(scope="module")
+def lenet_ckpt(tmp_path_factory) -> Path:
+    from admm_hls.compress.checkpoint import save_checkpoint
+    from admm_hls.compress.oneshot import project_checkpoint
+
+    keep = {"conv1": 0.6, "conv2": 0.1, "fc1": 0.01, "fc2": 0.2}
+    g = torch.Generator().manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "lenet5.pt"
+    save_checkpoint(project_checkpoint("lenet5", keep, {k: 3 for k in keep}, torch.randn(8, 1, 28, 28, generator=g)),
+                    path)
+    return path
+
+
+def test_cli_build_and_csim_end_to_end(lenet_ckpt, tmp_path):
+    out = tmp_path / "hls"
+    env = {k: v for k, v in os.environ.items() if k != "ADMM_HLS_DATA"}
+    proc = run_cli("build", str(lenet_ckpt), "--out", str(out), "--vectors", "4", "--pe", "2", "--pe-layer", "fc1=4",
+                   "--onchip-kb", "4", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "fc1" in proc.stdout and str(out) in proc.stdout.splitlines()[-1]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["vectors"]["count"] == 4 and "random" in m["vectors"]["source"]
+    fc1 = next(l for l in m["layers"] if l["name"] == "fc1")
+    assert fc1["pe"] == 4 and fc1["placement"] == "blob"
+    sim = run_cli("csim", str(out))
+    assert sim.returncode == 0, sim.stdout + sim.stderr
+    assert "PASS" in sim.stdout and "4 vectors" in sim.stdout
+    again = run_cli("build", str(lenet_ckpt), "--out", str(out), "--vectors", "4", env=env)
+    assert again.returncode == 2
+    lines = again.stderr.strip().splitlines()
+    assert len(lines) == 1 and "exists and is not empty: pass --force to replace it" in lines[0]
+
+
+def test_cli_build_uses_mnist_when_available(mnist_dir, lenet_ckpt, tmp_path):
+    import torch as _t
+
+    from admm_hls.compress.checkpoint import load_checkpoint, save_checkpoint
+
+    ckpt = load_checkpoint(lenet_ckpt)
+    ckpt = {k: v for k, v in ckpt.items()} | {"dataset": {"name": "mnist"}}
+    path = tmp_path / "mnist_lenet.pt"
+    save_checkpoint(ckpt, path)
+    proc = run_cli("build", str(path), "--out", str(tmp_path / "p"), "--vectors", "3", "--data-dir", str(mnist_dir))
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "p" / "manifest.json").read_text())
+    assert m["vectors"] == {"count": 3, "source": "MNIST test images 0..2"}
+    del _t
+
+
+def test_cli_errors_are_one_line(tmp_path, lenet_ckpt):
+    proc = run_cli("csim", str(tmp_path))
+    assert proc.returncode == 2 and "not an admm-hls HLS project" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("build", str(lenet_ckpt), "--out", str(tmp_path / "x"), "--pe-layer", "fc1")
+    assert proc.returncode == 2 and "NAME=N" in proc.stderr and "Traceback" not in proc.stderr
+    proc = run_cli("build", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y"))
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
