@@ -12,17 +12,29 @@ from typing import Any
 import numpy as np
 
 from .ir.graph import LayerGraph
-from .layers.weights import packed_levels
+from .sparse import decode_dense
 
 FLOAT_BITS = 32
+
+
+def code_stats(packed) -> tuple[int, list[int]]:
+    """(nonzeros, levels used) read from the packed stream; a relative-index layer is never
+    expanded to a dense matrix (AlexNet's fc6 would take 300 MB as int64)."""
+    if packed.format == "relative":
+        codes = packed.layer.entry_codes
+        codes = codes[codes != 0]  # fillers carry code 0
+    else:
+        codes = decode_dense(packed.layer).reshape(-1)
+        codes = codes[codes != 0]
+    used = np.unique(codes)
+    return int(codes.size), sorted(int(v) for v in packed.codebook.levels[used.astype(np.intp) - 1])
 
 
 def layer_rows(graph: LayerGraph) -> list[dict[str, Any]]:
     rows = []
     for node in graph.nodes_of("conv", "linear"):
         weights = int(np.prod(node.params["weight"].shape))
-        levels = packed_levels(node)
-        nnz = int(np.count_nonzero(levels))
+        nnz, used = code_stats(node.packed)
         positions = node.shape[1] * node.shape[2] if node.op == "conv" else 1
         rep = node.packed.report
         value_bits = node.packed.codebook.value_bits
@@ -34,7 +46,7 @@ def layer_rows(graph: LayerGraph) -> list[dict[str, Any]]:
             "nonzeros": nnz,
             "pruning_ratio": weights / nnz if nnz else math.inf,
             "bits": int(node.quant["weight_bits"]),
-            "levels_used": sorted(int(v) for v in np.unique(levels) if v),
+            "levels_used": used,
             "acc_bits": int(node.quant["acc_bits"]),
             "macs_dense": weights * positions,
             "macs_sparse": nnz * positions,

@@ -30,7 +30,12 @@ import torch
 torch.set_num_threads(2)
 import admm_hls.cli, admm_hls.ir.lower, admm_hls.backends.hls.project  # imports are not build time
 import torch.fx.passes.shape_prop
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def rss():
+    # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak over the exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 path, what, out = sys.argv[1], sys.argv[2], sys.argv[3]
 before = rss()
 t = time.perf_counter()

@@ -189,7 +189,8 @@ def test_project_tree_and_manifest(project, tiny):
     assert all(off % BLOB_ALIGN == 0 for off, _ in blob)
     assert all(a[0] + a[1] <= b[0] for a, b in zip(blob, blob[1:]))
     assert all(l["placement"] == ("blob" if 4 * sum(l["words_per_pe"]) > 51.2 else "rom") for l in weighted.values())
-    assert len(files["firmware/weights.bin"]) == m["weight_blob"]["bytes"] == blob[-1][0] + blob[-1][1]
+    assert len(files[m["weight_blob"]["file"]]) == m["weight_blob"]["bytes"] == blob[-1][0] + blob[-1][1]
+    assert [p for p in files if p.endswith("weights.bin")] == [m["weight_blob"]["file"]]
     readme = files["README.md"].decode()
     assert "vitis_hls -f run_hls.tcl" in readme and "v++ -c --mode hls" in readme and "| fc1 |" in readme
 
@@ -197,7 +198,7 @@ def test_project_tree_and_manifest(project, tiny):
 def test_no_blob_when_everything_fits(tiny, tmp_path):
     graph, _ = tiny
     p = build(graph, tmp_path / "rom", n_vectors=2, progress=False)
-    assert "firmware/weights.bin" not in tree(p.path)
+    assert not [f for f in tree(p.path) if f.endswith("weights.bin")]
     assert p.manifest["weight_blob"] is None
     assert all(l["placement"] == "rom" for l in p.manifest["layers"] if "pe" in l)
 
@@ -259,6 +260,17 @@ def test_existing_folder_refused_unless_force(tiny, tmp_path):
     (tmp_path / "file").write_text("x")
     with pytest.raises(UserError, match="not a folder"):
         build(graph, tmp_path / "file", n_vectors=2, force=True, progress=False)
+
+
+def test_pe_layers_by_module_path(tmp_path):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Flatten(), nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).eval()
+    x = torch.randn(8, 4)
+    graph = lower_model(model, (4,), measure_ranges(model, [x]))
+    p = build(graph, tmp_path / "seq", pe=1, pe_layers={"3": 2, "_1": 3}, n_vectors=2, progress=False)
+    pes = {l["name"]: (l["module"], l["pe"]) for l in p.manifest["layers"] if "pe" in l}
+    assert pes == {"_1": ("1", 3), "_3": ("3", 2)}
+    assert p.csim().passed
 
 
 def test_bad_options_are_user_errors(tiny, tmp_path):
@@ -376,8 +388,7 @@ def test_hls_config_cfg(project):
         assert (project.path / f).is_file(), f
     assert set(hls["syn.file"]) == {p for p in tree(project.path) if p.startswith("firmware/") and p.endswith(".cpp")}
     assert f"tb/tb_{TOP}.cpp" in hls["tb.file"]
-    if (project.path / "firmware/weights.bin").exists():
-        assert "firmware/weights.bin" in hls["tb.file"]
+    assert project.manifest["weight_blob"]["file"] in hls["tb.file"]
 
 
 def test_makefile_targets(project):
@@ -401,17 +412,27 @@ def strip_cpp(text: str) -> str:
 
 
 def constants(texts: list[str]) -> set[str]:
-    """Names that are compile-time constants: #define, constexpr / const integers, enum members,
-    template value parameters."""
+    """Names that are compile-time constants: #define, constexpr, enum members, template value
+    parameters, and const integers initialised from literals and such constants only."""
     names: set[str] = set()
+    consts: list[tuple[str, str]] = []
     for t in texts:
         names |= set(re.findall(r"#\s*define\s+(\w+)", t))
         names |= set(re.findall(r"\bconstexpr\b[^=;()]*?\b(\w+)\s*(?:=|\{)", t))
-        names |= set(re.findall(r"\bconst\s+(?:unsigned\s+|signed\s+)?(?:int|long|short|char|unsigned|\w+_t)\s+(\w+)\s*=", t))
+        consts += re.findall(r"\bconst\s+(?:unsigned\s+|signed\s+)?(?:int|long|short|char|unsigned|\w+_t)\s+(\w+)\s*="
+                             r"\s*([^;]*);", t)
         for body in re.findall(r"\benum\b[^{;]*\{([^}]*)\}", t):
             names |= set(re.findall(r"(\w+)\s*(?:=[^,]*)?(?:,|$)", body))
         for params in re.findall(r"\btemplate\s*<([^>]*)>", t):
             names |= set(re.findall(r"\b(?:int|unsigned|long|short|bool|char|size_t|\w+_t)\s+(\w+)", params))
+    grew = True
+    while grew:  # a const is constant when its initializer is
+        grew = False
+        for name, expr in consts:
+            if name not in names and all(tok.split("::")[-1] in names | {"int", "long", "unsigned"}
+                                         for tok in re.findall(r"[A-Za-z_]\w*(?:::\w+)*", expr)):
+                names.add(name)
+                grew = True
     return names
 
 
@@ -473,7 +494,8 @@ def test_scan_catches_planted_violation(project, tmp_path, planted):
     copy = tmp_path / "firmware"
     shutil.copytree(project.path / "firmware", copy)
     victim = sorted(copy.glob("*.cpp"))[0]
-    body = planted if planted.startswith("int fact") else f"void planted_fn(int n, int *buf) {{ int k = 0; int acc = 0; {planted} }}"
+    body = planted if planted.startswith("int fact") else (
+        f"void planted_fn(int n, int *buf) {{ int k = 0; int acc = 0; {planted} }}")
     victim.write_text(victim.read_text() + "\n" + body + "\n")
     assert scan_synthesizable(copy), planted
 
@@ -530,8 +552,6 @@ def test_cli_build_and_csim_end_to_end(lenet_ckpt, tmp_path):
 
 
 def test_cli_build_uses_mnist_when_available(mnist_dir, lenet_ckpt, tmp_path):
-    import torch as _t
-
     from admm_hls.compress.checkpoint import load_checkpoint, save_checkpoint
 
     ckpt = load_checkpoint(lenet_ckpt)
@@ -542,7 +562,6 @@ def test_cli_build_uses_mnist_when_available(mnist_dir, lenet_ckpt, tmp_path):
     assert proc.returncode == 0, proc.stderr
     m = json.loads((tmp_path / "p" / "manifest.json").read_text())
     assert m["vectors"] == {"count": 3, "source": "MNIST test images 0..2"}
-    del _t
 
 
 def test_cli_errors_are_one_line(tmp_path, lenet_ckpt):

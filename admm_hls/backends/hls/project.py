@@ -46,6 +46,7 @@ BLOB_ALIGN = 64  # bytes: every blob layer starts on an AXI burst-friendly bound
 FLOW_TARGET = "vivado"  # a Vivado IP, exported to the IP catalog (the tcl and cfg agree)
 CFLAGS = "-std=c++14"
 MANIFEST = "manifest.json"
+BLOB_FILE = "firmware/weights.bin"  # where the blob goes unless the renderer places it itself
 MANIFEST_FORMAT = "admm-hls-hls-project"
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
@@ -102,10 +103,9 @@ def _make_plan(
     clock_ns: float = 5.0,
     top: str = "admm_top",
     progress: bool = True,
+    bar=None,
 ) -> tuple[BuildPlan, dict[str, list[int]]]:
-    """(plan, {layer: words per PE})."""
-    from tqdm import tqdm
-
+    """(plan, {layer: words per PE}); ``bar``: a tqdm bar advanced once per layer."""
     pe = _check_pe(pe, "--pe")
     per_layer = _resolve_pe_layers(graph, pe_layers)
     nodes = _weighted(graph)
@@ -118,9 +118,11 @@ def _make_plan(
     draft = BuildPlan(top=top, part=part, clock_ns=float(clock_ns), onchip_kb=float(onchip_kb), layers=dict(rows))
     limit = float(onchip_kb) * 1024
     layers, words, offset = {}, {}, 0
-    bar = tqdm(nodes, desc="plan", unit="layer", disable=None if progress else True, leave=False)
-    for node in bar:
-        bar.set_postfix_str(node.name)
+    own = bar is None
+    if own:
+        bar = _bar(len(nodes), progress)
+    for node in nodes:
+        bar.set_postfix_str(f"plan {node.name}")
         lp = rows[node.name]
         words[node.name], nbytes = _layer_bytes(graph, node.name, draft)
         if nbytes > limit:
@@ -129,8 +131,18 @@ def _make_plan(
                            blob_bytes=nbytes)
             offset += nbytes
         layers[node.name] = lp
+        bar.update(1)
+    if own:
+        bar.close()
     plan = BuildPlan(top=top, part=part, clock_ns=float(clock_ns), onchip_kb=float(onchip_kb), layers=layers)
     return plan, words
+
+
+def _bar(total: int, progress: bool):
+    from tqdm import tqdm
+
+    # disable=None: shown on a terminal only
+    return tqdm(total=total, desc="admm-hls build", unit="step", disable=None if progress else True, leave=False)
 
 
 # -- the manifest ---------------------------------------------------------------------------------
@@ -222,7 +234,8 @@ def _layer_entry(graph: LayerGraph, node, plan: BuildPlan, report_row: dict | No
     return entry
 
 
-def _manifest(graph: LayerGraph, plan: BuildPlan, words: dict[str, list[int]], vectors: dict[str, Any]):
+def _manifest(graph: LayerGraph, plan: BuildPlan, words: dict[str, list[int]], vectors: dict[str, Any],
+              blob_file: str | None):
     from ... import __version__
     from ...report import graph_report
 
@@ -245,7 +258,7 @@ def _manifest(graph: LayerGraph, plan: BuildPlan, words: dict[str, list[int]], v
         "row_overhead_cycles": ROW_OVERHEAD,
         "input": {"name": inp.name, "shape": list(inp.shape), "scale": inp.quant["scale"], "bits": inp.quant["bits"]},
         "output": {"name": out.name, "shape": list(out.shape), "scale": out.quant["scale"], "bits": out.quant["bits"]},
-        "weight_blob": ({"file": "firmware/weights.bin",
+        "weight_blob": ({"file": blob_file,
                          "bytes": max(lp.blob_offset + lp.blob_bytes for lp in plan.layers.values()
                                       if lp.placement == "blob"),
                          "align": BLOB_ALIGN}
@@ -295,8 +308,8 @@ def format_summary(manifest: dict[str, Any]) -> str:
              for r in [head] + table]
     t = manifest["totals"]
     lines.insert(1, "-" * len(lines[0]))
-    lines.append(f"{manifest['model']}: top {manifest['top']}, part {manifest['part']}, clock {manifest['clock_ns']} ns, "
-                 f"~{t['cycles_estimate']:,} cycles/input ({t['latency_ms']:.3f} ms), "
+    lines.append(f"{manifest['model']}: top {manifest['top']}, part {manifest['part']}, "
+                 f"clock {manifest['clock_ns']} ns, ~{t['cycles_estimate']:,} cycles/input ({t['latency_ms']:.3f} ms), "
                  f"{manifest['vectors']['count']} test vectors ({manifest['vectors']['source']})")
     return "\n".join(lines)
 
@@ -331,20 +344,24 @@ def _flow_context(manifest: dict[str, Any], files: dict[str, bytes], plan: Build
     syn = sorted(p for p in files if p.startswith("firmware/") and p.endswith(".cpp"))
     tb_sources = sorted(p for p in files if p.startswith("tb/") and p.endswith(".cpp"))
     tb_files = sorted(p for p in files if p.startswith("tb/data/"))
-    if "firmware/weights.bin" in files:
-        tb_files.append("firmware/weights.bin")
-    argv = _csim_argv()
+    blob = _blob_file(files)
+    if blob is not None and blob not in tb_files:
+        tb_files.append(blob)
+    from ...sim import csim
+
     return {
         "model": manifest["model"], "version": manifest["admm_hls_version"], "top": plan.top,
         "part": plan.part, "clock_ns": _num(plan.clock_ns), "flow_target": FLOW_TARGET, "cflags": CFLAGS,
-        "cxxflags": f"{CFLAGS} -O2", "syn_files": syn, "tb_sources": tb_sources, "tb_files": tb_files,
-        "csim_argv": argv, "argv_option": f' -argv "{argv}"' if argv else "", "run_args": f" {argv}" if argv else "",
+        # make csim compiles as admm_hls.sim.csim.run_csim does
+        "cxxflags": " ".join(csim.CXXFLAGS), "defines": " ".join(csim.DEFINES), "build_dir": csim.BUILD_DIR,
+        "syn_files": syn, "tb_sources": tb_sources, "tb_files": tb_files,
+        # Tcl adds the data folder whole (add_files -tb takes folders); the cfg lists every file
+        # (UG1399: "one statement per file")
+        "tcl_tb_files": ["tb/data"] + [f for f in tb_files if not f.startswith("tb/data/")],
+        # the test bench's main(n, data folder, outputs file): an absolute data folder in the
+        # vendor flows, whatever folder they run it from
+        "argv_option": ' -argv "-1 ${root}/tb/data"',
     }
-
-
-def _csim_argv() -> str:
-    """Arguments the test bench's main() takes in the vendor flows (none: it finds tb/data itself)."""
-    return ""
 
 
 def _num(x: float) -> str:
@@ -386,6 +403,12 @@ def input_integers(graph: LayerGraph, x: np.ndarray | None, n: int = DEFAULT_VEC
 
 
 # -- writing --------------------------------------------------------------------------------------
+def _blob_file(files: dict[str, bytes]) -> str | None:
+    """The weight blob among the files (the renderer may put it where its test bench reads it)."""
+    found = sorted(p for p in files if p.rsplit("/", 1)[-1] == "weights.bin")
+    return found[0] if found else None
+
+
 def _check_rel(path: str) -> str:
     p = Path(path)
     if p.is_absolute() or ".." in p.parts or not p.parts:
@@ -467,8 +490,7 @@ class HLSProject:
         with tempfile.TemporaryDirectory(prefix="admm-hls-csim-") as scratch:
             copy = Path(scratch) / self.path.name
             shutil.copytree(self.path, copy)
-            shutil.rmtree(copy / "tb" / "data", ignore_errors=True)
-            data: dict[str, bytes] = {}
+            data: dict[str, bytes] = {}  # overwrites the vectors; the weight blob stays
             _add(data, render.test_vectors(self.graph, x_int), "render.test_vectors")
             _write_tree(copy, data)
             return csim.run_csim(copy, n=n)
@@ -509,8 +531,9 @@ def build(
 
     ``pe``: processing elements per conv/linear layer (``pe_layers`` overrides it per layer, by
     node name or module path; never more PEs than rows). A layer whose packed weights (all PEs)
-    exceed ``onchip_kb`` KiB goes to the m_axi weight blob ``firmware/weights.bin``, else it is a
-    ROM in the sources. ``vectors``: test inputs (float or int, (N, *input shape)); default
+    exceed ``onchip_kb`` KiB goes to the m_axi weight blob (64-byte aligned offsets; the file is
+    where the renderer's test bench reads it, ``tb/data/weights.bin``, else ``firmware/weights.bin``),
+    else it is a ROM in the sources. ``vectors``: test inputs (float or int, (N, *input shape)); default
     ``n_vectors`` pseudo-random integers (seed fixed). ``vectors_source`` labels them in the
     manifest. An existing non-empty ``out_dir`` is refused unless ``force`` (then it is replaced
     atomically, only once the new project is complete).
@@ -532,17 +555,30 @@ def build(
     x_int = input_integers(graph, vectors, n_vectors)
     source = vectors_source or ("given inputs" if vectors is not None else f"pseudo-random int, seed {VECTOR_SEED}")
 
-    plan, words = _make_plan(graph, pe=pe, pe_layers=pe_layers, onchip_kb=onchip_kb, part=part, clock_ns=clock_ns,
-                     top=top, progress=progress)
+    bar = _bar(len(_weighted(graph)) + 4, progress)  # layers planned, then four build steps
+
+    def step(what: str) -> None:
+        bar.set_postfix_str(what)
+        bar.update(1)
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the project is an ordinary folder
+        plan, words = _make_plan(graph, pe=pe, pe_layers=pe_layers, onchip_kb=onchip_kb, part=part,
+                                 clock_ns=clock_ns, top=top, bar=bar)
+        bar.set_postfix_str("render sources")
         files: dict[str, bytes] = {}
         _add(files, render.render_project_sources(graph, plan), "render.render_project_sources")
-        if any(lp.placement == "blob" for lp in plan.layers.values()):
-            _add(files, {"firmware/weights.bin": render.weight_blob(graph, plan)}, "render.weight_blob")
+        if any(lp.placement == "blob" for lp in plan.layers.values()) and _blob_file(files) is None:
+            _add(files, {BLOB_FILE: render.weight_blob(graph, plan)}, "render.weight_blob")
+        step("reference test vectors")
         _add(files, render.test_vectors(graph, x_int), "render.test_vectors")
-        manifest = _manifest(graph, plan, words, {"count": int(len(x_int)), "source": source})
+        step("manifest")
+        manifest = _manifest(graph, plan, words, {"count": int(len(x_int)), "source": source}, _blob_file(files))
+        step("write")
         env = _templates()
         ctx = _flow_context(manifest, files, plan)
         for name in ("run_hls.tcl", "hls_config.cfg", "Makefile"):
@@ -556,7 +592,10 @@ def build(
         _write_tree(tmp, files)
         check_out_dir(out, force)  # still true after the (possibly long) render
         _swap_into_place(tmp, out)
+        step("done")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    finally:
+        bar.close()
     return HLSProject(path=out, manifest=json.loads(files[MANIFEST]), graph=graph)

@@ -1,0 +1,508 @@
+"""The HLS backend's C++ against the integer reference, bit for bit, under g++ C simulation.
+
+Each test lowers a small torch model, renders its HLS project with a BuildPlan built here
+(processing elements, row splits, ROM or blob placement), writes reference test vectors, compiles
+with g++ -Wall -Wextra against Xilinx's ap_types headers (from hls4ml) and checks every output of
+every vector, plus every layer's output for vector 0 (the testbench's trace).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from admm_hls import reference, zoo
+from admm_hls.backends.hls import render
+from admm_hls.backends.hls.plan import BuildPlan, LayerPlan
+from admm_hls.calibration import measure_ranges
+from admm_hls.errors import UserError
+from admm_hls.ir.lower import lower_model
+from admm_hls.sim import csim
+from admm_hls.sparse import decode_dense, decode_relative, encode_dense, encode_relative, unpack
+
+ACT_LO, ACT_HI = -128, 127
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+def randn(*shape, seed=0, scale=1.0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
+
+
+def seeded(model_fn, seed=0):
+    torch.manual_seed(seed)
+    return model_fn().eval()
+
+
+def prune(model: nn.Module, keep: float, seed: int = 0, empty_rows: tuple[int, ...] = (), zero: tuple = ()):
+    """Zero all but ``keep`` of each conv/linear weight at random; zero whole rows (filters or
+    neurons) listed in ``empty_rows`` and every weight of the modules in ``zero``."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, m in model.named_modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                m.weight.mul_((torch.rand(m.weight.shape, generator=gen) < keep).float())
+                for r in empty_rows:
+                    m.weight[r] = 0
+                if name in zero:
+                    m.weight.zero_()
+    return model
+
+
+def lower(model: nn.Module, x: torch.Tensor, gain: float = 1.0):
+    """Lower ``model`` calibrated on ``x``; ``gain`` > 1 scales weights after calibration so
+    accumulators leave the activation range (saturation)."""
+    ranges = measure_ranges(model, [x])
+    if gain != 1.0:
+        with torch.no_grad():
+            for m in model.modules():
+                if isinstance(m, (nn.Conv2d, nn.Linear)):
+                    m.weight.mul_(gain)
+    return lower_model(model, tuple(x.shape[1:]), ranges)
+
+
+def codes_of(node) -> np.ndarray:
+    layer = node.packed.layer
+    return decode_relative(layer) if node.packed.format == "relative" else decode_dense(layer)
+
+
+def repack(node, fmt: str, index_bits: int | None = None) -> None:
+    """Store ``node``'s weights in ``fmt`` (relative index at ``index_bits``: small widths force
+    filler entries); the reference follows, since it reads the packed bits."""
+    codes = codes_of(node)
+    vb = node.packed.codebook.value_bits
+    n_levels = node.packed.codebook.n_levels
+    if fmt == "relative":
+        layer = encode_relative(codes, vb, index_bits or 4, 32, n_levels=n_levels)
+    else:
+        layer = encode_dense(codes, vb, 32, n_levels=n_levels)
+    node.packed = dataclasses.replace(node.packed, format=fmt, layer=layer)
+
+
+def split_rows(rows: int, pe: int) -> tuple[np.ndarray, ...]:
+    """Interleaved rows per PE: PE p gets rows p, p + pe, ... (uneven when rows % pe != 0)."""
+    return tuple(np.arange(p, rows, pe) for p in range(pe))
+
+
+def make_plan(graph, pe=None, blob=(), top="admm_top", rows=None) -> BuildPlan:
+    """pe: {node: PEs} (default 1); blob: nodes whose words go to the m_axi blob, laid out one
+    after another at 64-byte aligned offsets; rows: {node: explicit row split}."""
+    pe, rows = pe or {}, rows or {}
+    layers, offset = {}, 0
+    for node in graph.nodes_of("conv", "linear"):
+        n_rows = node.packed.layer.rows
+        split = rows.get(node.name) or split_rows(n_rows, pe.get(node.name, 1))
+        if node.name in blob:
+            lp = LayerPlan(node.name, len(split), split, "blob", blob_offset=offset)
+            words = render.layer_words(graph, node.name, BuildPlan(layers={node.name: lp}))
+            nbytes = 4 * sum(w.size for w in words)
+            lp = dataclasses.replace(lp, blob_bytes=nbytes)
+            offset += -(-(nbytes + 4) // 64) * 64  # a gap of zeros before the next layer
+        else:
+            lp = LayerPlan(node.name, len(split), split, "rom")
+        layers[node.name] = lp
+    return BuildPlan(top=top, layers=layers)
+
+
+def write_project(folder: Path, graph, plan, x_int) -> Path:
+    files = render.render_project_sources(graph, plan)
+    files.update(render.test_vectors(graph, x_int))
+    for rel, data in files.items():
+        path = folder / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return folder
+
+
+def quantized(graph, x: torch.Tensor) -> np.ndarray:
+    return reference.quantize_images(graph, x.numpy())
+
+
+def extremes(shape, seed):
+    gen = np.random.default_rng(seed)
+    return np.where(gen.random(shape) < 0.5, ACT_LO, ACT_HI).astype(np.int64)
+
+
+def csim_equals_reference(folder: Path, graph, plan, x_int) -> csim.CsimResult:
+    write_project(folder, graph, plan, x_int)
+    result = csim.run_csim(folder)
+    assert result.passed, f"{result.first_failure}\n{result.stdout[-2000:]}"
+    want = reference.run(graph, x_int).reshape(len(x_int), -1)
+    assert result.n == len(x_int) and result.mismatches == 0
+    np.testing.assert_array_equal(result.outputs, want)
+    return result
+
+
+def our_warnings(result: csim.CsimResult, folder: Path) -> list[str]:
+    """Compiler warnings located in the project's own files (ap_types warnings are not ours)."""
+    bad = []
+    for line in result.build_log.splitlines():
+        m = re.match(r"^(.+?):\d+(?::\d+)?: warning: ", line)
+        if m:
+            path = (folder / m.group(1)).resolve()
+            if folder.resolve() in path.parents:
+                bad.append(line)
+    return bad
+
+
+# -- conv, both formats, 1x1 / 3x3 / 5x5, stride 2, padding, odd sizes, empty filters, fillers -----
+class ConvChain(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.c3 = nn.Conv2d(3, 5, 3, stride=2, padding=1)
+        self.c1 = nn.Conv2d(5, 4, 1)
+        self.c5 = nn.Conv2d(4, 6, 5, padding=2, bias=False)
+        self.c5s = nn.Conv2d(6, 3, 5, stride=2, padding=1)
+
+    def forward(self, x):
+        return self.c5s(self.c5(self.c1(torch.relu(self.c3(x)))))
+
+
+@pytest.mark.parametrize("formats", [("relative", "dense", "relative", "dense"), ("dense", "relative", "dense", "relative")])
+def test_conv_layers_match_reference(tmp_path, formats):
+    model = prune(seeded(ConvChain, seed=1), keep=0.3, seed=1, empty_rows=(0,))
+    x = randn(8, 3, 11, 13, seed=1)
+    graph = lower(model, x)
+    convs = graph.nodes_of("conv")
+    assert [c.params["weight"].shape[2] for c in convs] == [3, 1, 5, 5]
+    for node, fmt in zip(convs, formats):
+        repack(node, fmt, index_bits=1)
+        assert not codes_of(node)[0].any()  # filter 0 is empty
+        if fmt == "relative":
+            assert node.packed.layer.n_fillers > 0  # gaps longer than 2^r - 1
+            assert np.diff(node.packed.layer.row_ptr)[0] == 0
+    x_int = quantized(graph, x)
+    result = csim_equals_reference(tmp_path, graph, make_plan(graph), x_int)
+    assert result.rebuilt and result.build_seconds > 0
+
+
+def test_all_zero_layers(tmp_path):
+    """Layers without a single weight (no entries at all, or only zero codes) output the
+    requantized bias."""
+    model = seeded(lambda: nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(4, 3, 3)))
+    prune(model, keep=1.0, zero=("0", "1"))
+    x = randn(6, 3, 7, 9, seed=2)
+    graph = lower(model, x)
+    a, b = graph.nodes_of("conv")
+    repack(a, "relative", index_bits=3)
+    repack(b, "dense")
+    assert a.packed.layer.n_entries == 0 and a.packed.layer.words.size == 0
+    assert not codes_of(b).any()
+    csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
+
+
+def test_linear_sparse_and_dense(tmp_path):
+    model = seeded(lambda: nn.Sequential(nn.Linear(37, 12), nn.ReLU(), nn.Linear(12, 7), nn.Linear(7, 5, bias=False)))
+    prune(model, keep=0.25, seed=3, empty_rows=(2,))
+    x = randn(8, 37, seed=3)
+    graph = lower(model, x)
+    fc = graph.nodes_of("linear")
+    repack(fc[0], "relative", index_bits=2)
+    repack(fc[1], "dense")
+    repack(fc[2], "relative", index_bits=1)
+    assert fc[0].packed.layer.n_fillers > 0 and fc[0].relu
+    csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
+
+
+# -- pools, add, concat, relu, flatten --------------------------------------------------------------
+def test_pools_with_padding(tmp_path):
+    """Max-pool straight on the input (all-negative vectors: the padding must never win), then
+    conv, average pool with padding (padding counts as zeros) and a fused ReLU, then max-pool 2."""
+    model = seeded(lambda: nn.Sequential(nn.MaxPool2d(3, 2, 1), nn.Conv2d(2, 4, 3, padding=1),
+                                         nn.AvgPool2d(3, 2, 1), nn.ReLU(), nn.MaxPool2d(2)))
+    x = randn(8, 2, 13, 15, seed=4)
+    x[:3] = -x[:3].abs() - 0.5
+    x[0] = x.min()
+    graph = lower(model, x)
+    assert [n.op for n in graph.topo()] == ["input", "maxpool", "conv", "avgpool", "maxpool", "output"]
+    assert graph.nodes_of("avgpool")[0].relu
+    x_int = quantized(graph, x)
+    x_int[0] = ACT_LO  # the very bottom of the range: still above the padding
+    assert (x_int[:3] < 0).all()
+    csim_equals_reference(tmp_path, graph, make_plan(graph), x_int)
+
+
+def test_rounding_ties_round_half_up(tmp_path):
+    """A 2x2 average pool at one scale has M = 1/4 exactly (m0 = 2^30, shift 32): every window sum
+    = 2 (mod 4) is a tie, +-x.5 rounds towards +inf."""
+    model = nn.Sequential(nn.AvgPool2d(2))
+    x = randn(4, 3, 6, 8, seed=12)
+    ranges = measure_ranges(model, [x])
+    inp = next(iter(ranges))  # the placeholder comes first: every tensor gets its scale
+    for name in list(ranges)[1:]:
+        ranges[name] = list(ranges[inp])
+    graph = lower_model(model, (3, 6, 8), ranges)
+    m = graph.nodes_of("avgpool")[0].quant["multiplier"]
+    assert (m.m0, m.shift) == (2**30, 32)
+    x_int = np.random.default_rng(12).integers(ACT_LO, ACT_HI + 1, size=(8, 3, 6, 8))
+    sums = x_int.reshape(8, 3, 3, 2, 4, 2).sum(axis=(3, 5))
+    assert ((sums % 4 == 2) & (sums > 0)).any() and ((sums % 4 == 2) & (sums < 0)).any()
+    csim_equals_reference(tmp_path, graph, make_plan(graph), x_int)
+
+
+class Residual(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.head = nn.Conv2d(4, 3, 1)
+
+    def forward(self, x):
+        return self.head(torch.relu(x + self.conv(x)))
+
+
+def test_residual_add_with_relu(tmp_path):
+    model = seeded(Residual)
+    x = randn(8, 4, 7, 9, seed=5)
+    graph = lower(model, x)
+    (add,) = graph.nodes_of("add")
+    assert add.relu and len(graph.consumers(graph.input_node().name)) == 2  # the input fans out
+    files = render.render_project_sources(graph, make_plan(graph))
+    assert "admm_fork_" in files["firmware/admm_top.cpp"].decode()
+    csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
+
+
+class Cat(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 4, 3, padding=1)
+        self.b = nn.Conv2d(3, 2, 1)
+        with torch.no_grad():
+            self.b.weight.mul_(10)  # a very different output scale
+        self.mix = nn.Conv2d(6, 3, 3)
+
+    def forward(self, x):
+        return self.mix(torch.cat([self.a(x), self.b(x)], dim=1))
+
+
+def test_concat(tmp_path):
+    model = seeded(Cat)
+    x = randn(8, 3, 7, 9, seed=6)
+    graph = lower(model, x)
+    assert graph.nodes_of("concat")
+    csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
+
+
+def test_standalone_relu_and_flatten(tmp_path):
+    model = seeded(lambda: nn.Sequential(nn.Conv2d(3, 4, 3), nn.MaxPool2d(2), nn.ReLU(), nn.Flatten(),
+                                         nn.Linear(4 * 2 * 3, 5)))
+    x = randn(8, 3, 7, 9, seed=7)
+    graph = lower(model, x)
+    assert [n.op for n in graph.topo()] == ["input", "conv", "maxpool", "relu", "flatten", "linear", "output"]
+    csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
+
+
+def test_saturation_with_extreme_inputs(tmp_path):
+    model = seeded(lambda: nn.Sequential(nn.Conv2d(2, 3, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 3),
+                                         nn.Flatten(), nn.Linear(4, 6)))
+    x = randn(16, 2, 5, 6, seed=8)
+    graph = lower(model, x, gain=50.0)
+    x_int = extremes((8, 2, 5, 6), seed=8)
+    outs = reference.run(graph, x_int, all_outputs=True)
+    first = outs[graph.nodes_of("conv")[0].name]
+    assert (first == ACT_HI).mean() > 0.2 and (first == 0).mean() > 0.2  # relu layer saturates
+    last = outs[graph.output_node().name]
+    assert (last == ACT_HI).any() and (last == ACT_LO).any()
+    csim_equals_reference(tmp_path, graph, make_plan(graph), x_int)
+
+
+def test_wider_activations(tmp_path):
+    """12-bit activations: 16-bit stream beats and 2-byte test vectors, 6-bit weights."""
+    model = prune(seeded(lambda: nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                                               nn.Flatten(), nn.Linear(3 * 2 * 3, 5))), keep=0.5, seed=13)
+    x = randn(8, 2, 4, 6, seed=13)
+    graph = lower_model(model, (2, 4, 6), measure_ranges(model, [x]), act_bits=12, weight_bits=6)
+    repack(graph.nodes_of("conv")[0], "relative", index_bits=2)
+    x_int = quantized(graph, x)
+    assert np.abs(x_int).max() > 1000
+    csim_equals_reference(tmp_path, graph, make_plan(graph, pe={"_4": 2}), x_int)
+    types = (tmp_path / "firmware" / "types.h").read_text()
+    assert "#define ADMM_STREAM_BITS 16" in types and "typedef ap_int<ADMM_ACT_BITS> act_t;" in types
+
+
+# -- processing elements and the weight blob --------------------------------------------------------
+class PeNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.sparse_conv = nn.Conv2d(3, 7, 3, padding=1)
+        self.dense_conv = nn.Conv2d(7, 5, 1, stride=2)
+        self.sparse_fc = nn.Linear(5 * 3 * 4, 11)
+        self.dense_fc = nn.Linear(11, 4)
+
+    def forward(self, x):
+        x = self.dense_conv(torch.relu(self.sparse_conv(x)))
+        return self.dense_fc(torch.relu(self.sparse_fc(x.flatten(1))))
+
+
+def pe_net(seed=9):
+    model = prune(seeded(PeNet, seed=seed), keep=0.3, seed=seed, empty_rows=(1,))
+    x = randn(8, 3, 5, 7, seed=seed)
+    graph = lower(model, x)
+    for node in graph.nodes_of("conv", "linear"):
+        repack(node, "relative" if node.name.startswith("sparse") else "dense", index_bits=2)
+    return graph, quantized(graph, x)
+
+
+@pytest.mark.parametrize("pe", [2, 3])
+def test_processing_elements(tmp_path, pe):
+    """PE p computes rows p, p + pe, ...: uneven when rows % pe != 0 (7 filters, 11 neurons)."""
+    graph, x_int = pe_net()
+    names = [n.name for n in graph.nodes_of("conv", "linear")]
+    plan = make_plan(graph, pe={name: pe for name in names})
+    assert {len(plan.layers[name].rows) for name in names} == {pe}
+    csim_equals_reference(tmp_path, graph, plan, x_int)
+    words = (tmp_path / "firmware" / "weights" / "sparse_conv.h").read_text()
+    assert all(f"sparse_conv_words_pe{p}[" in words for p in range(pe))
+
+
+def test_blob_placed_layers(tmp_path):
+    graph, x_int = pe_net(seed=10)
+    # dense_fc has 4 neurons on 5 PEs: PE 4 has no rows at all
+    plan = make_plan(graph, pe={"sparse_fc": 2, "dense_conv": 3, "dense_fc": 5}, blob=("sparse_fc", "dense_conv"))
+    assert plan.layers["dense_fc"].rows[4].size == 0
+    blob = render.weight_blob(graph, plan)
+    files = render.render_project_sources(graph, plan)
+    assert files["tb/data/weights.bin"] == blob
+    top = files["firmware/admm_top.cpp"].decode()
+    assert f"m_axi port=weights offset=slave bundle=gmem depth={len(blob) // 4}" in top
+    assert "sparse_fc_words_pe" not in files["firmware/weights/sparse_fc.h"].decode()
+    for name in ("sparse_fc", "dense_conv"):  # each layer's words sit at its offset, PE after PE
+        lp = plan.layers[name]
+        words = np.concatenate(render.layer_words(graph, name, plan))
+        got = np.frombuffer(blob[lp.blob_offset:lp.blob_offset + lp.blob_bytes], dtype="<u4")
+        np.testing.assert_array_equal(got, words)
+    csim_equals_reference(tmp_path, graph, plan, x_int)
+
+
+# -- LeNet-5 end to end, warnings, a corrupted expectation ------------------------------------------
+@pytest.fixture(scope="module")
+def lenet_project(tmp_path_factory):
+    torch.manual_seed(0)
+    model = zoo.build_model("lenet5").eval()
+    with torch.no_grad():  # ADMM-like pruning of the big layers: they become relative index
+        gen = torch.Generator().manual_seed(0)
+        for m in (model.conv2, model.fc1):
+            m.weight.mul_((torch.rand(m.weight.shape, generator=gen) < 0.08).float())
+    x = randn(40, 1, 28, 28, seed=11)
+    graph = lower(model, x)
+    assert {n.name: n.packed.format for n in graph.nodes_of("conv", "linear")}["fc1"] == "relative"
+    plan = make_plan(graph, pe={"fc1": 2, "conv2": 3})
+    x_int = quantized(graph, x[:20])
+    folder = tmp_path_factory.mktemp("lenet5")
+    result = csim_equals_reference(folder, graph, plan, x_int)
+    return folder, graph, plan, x_int, result
+
+
+def test_lenet5_end_to_end(lenet_project):
+    folder, graph, plan, x_int, result = lenet_project
+    assert result.n == 20 and result.outputs.shape == (20, 10)
+    assert sorted(p.name for p in (folder / "firmware" / "kernels").iterdir()) == [
+        "conv1.h", "conv2.h", "fc1.h", "fc2.h", "pool1.h", "pool2.h"]
+    again = csim.run_csim(folder, n=5)  # sources unchanged: the build is reused
+    assert not again.rebuilt and again.passed and again.outputs.shape == (5, 10)
+    np.testing.assert_array_equal(again.outputs, result.outputs[:5])
+
+
+def test_no_warnings_from_generated_files(lenet_project):
+    folder, _, _, _, result = lenet_project
+    assert "warning" in result.build_log  # the ap_types headers do warn under -Wextra...
+    assert our_warnings(result, folder) == []  # ...our files do not
+
+
+def test_corrupted_expectation_names_the_first_failing_layer(lenet_project, tmp_path):
+    folder, _, _, _, _ = lenet_project
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    layer = bad / "tb" / "data" / "layers" / "pool2.bin"
+    data = bytearray(layer.read_bytes())
+    data[17] = (data[17] + 1) % 256
+    layer.write_bytes(bytes(data))
+    result = csim.run_csim(bad)
+    assert not result.rebuilt  # same sources: the copied build is reused
+    assert not result.passed and result.returncode == 1 and result.mismatches == 1
+    assert result.first_failure.startswith("vector 0: first failing layer pool2, element 17: expected "), \
+        result.first_failure
+
+    # An output of a later vector: reported by vector and element, the others still pass.
+    expected = bad / "tb" / "data" / "expected.bin"
+    layer.write_bytes((folder / "tb" / "data" / "layers" / "pool2.bin").read_bytes())
+    data = bytearray(expected.read_bytes())
+    data[3 * 10 + 4] = (data[3 * 10 + 4] + 1) % 256
+    expected.write_bytes(bytes(data))
+    result = csim.run_csim(bad)
+    assert not result.passed and result.mismatches == 1 and result.returncode == 1
+    assert result.first_failure.startswith("vector 3: output element 4: expected "), result.first_failure
+
+
+# -- the API without a compiler ---------------------------------------------------------------------
+def test_layer_words_slice_the_packed_stream():
+    """Each PE's words are its rows' entries re-packed: decoding them gives the rows' codes, and one
+    PE holding every row gives back the layer's own words."""
+    graph, _ = pe_net(seed=12)
+    for pe in (1, 2, 3):
+        plan = make_plan(graph, pe={n.name: pe for n in graph.nodes_of("conv", "linear")})
+        for node in graph.nodes_of("conv", "linear"):
+            layer, codes = node.packed.layer, codes_of(node)
+            words = render.layer_words(graph, node.name, plan)
+            ptrs = render.layer_row_ptrs(graph, node.name, plan)
+            assert len(words) == len(ptrs) == pe
+            for rows, w, ptr in zip(plan.layers[node.name].rows, words, ptrs):
+                assert w.dtype == np.uint32 and ptr[0] == 0 and ptr.size == rows.size + 1
+                if node.packed.format == "relative":
+                    sub = dataclasses.replace(layer, rows=rows.size, row_ptr=ptr, words=w)
+                    np.testing.assert_array_equal(decode_relative(sub), codes[rows])
+                else:
+                    flat = unpack(w, layer.value_bits, rows.size * layer.cols)
+                    np.testing.assert_array_equal(flat.reshape(rows.size, -1), codes[rows])
+                    np.testing.assert_array_equal(ptr, np.arange(rows.size + 1) * layer.cols)
+            if pe == 1:
+                np.testing.assert_array_equal(words[0], layer.words)
+
+
+def test_rendering_is_deterministic_and_marked():
+    graph, x_int = pe_net(seed=13)
+    plan = make_plan(graph, pe={"sparse_conv": 2}, blob=("dense_fc",))
+    a = render.render_project_sources(graph, plan)
+    b = render.render_project_sources(graph, plan)
+    assert a == b
+    assert render.test_vectors(graph, x_int) == render.test_vectors(graph, x_int)
+    for path, data in a.items():
+        if not path.endswith(".bin"):
+            assert "admm-hls generated file" in data.decode().splitlines()[0], path
+    assert {"firmware/admm_top.cpp", "firmware/admm_top.h", "firmware/types.h", "tb/tb_admm_top.cpp",
+            "tb/compat/ap_axi_sdata.h", "firmware/kernels/sparse_conv.h",
+            "firmware/weights/sparse_conv.h"} <= set(a)
+
+
+def test_bad_plans_are_refused():
+    graph, _ = pe_net(seed=14)
+    plan = make_plan(graph)
+    missing = dataclasses.replace(plan, layers={k: v for k, v in plan.layers.items() if k != "sparse_fc"})
+    with pytest.raises(ValueError, match="no entry for weighted layer sparse_fc"):
+        render.render_project_sources(graph, missing)
+    lp = plan.layers["sparse_conv"]
+    dup = dataclasses.replace(lp, pe=2, rows=(np.arange(7), np.array([3])))
+    with pytest.raises(ValueError, match="exactly once"):
+        render.layer_words(graph, "sparse_conv", dataclasses.replace(plan, layers={**plan.layers, "sparse_conv": dup}))
+
+
+def test_missing_tools_are_one_line_user_errors(monkeypatch, tmp_path):
+    monkeypatch.delenv(csim.AP_TYPES_ENV, raising=False)
+    monkeypatch.setattr(csim.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(UserError) as info:
+        csim.find_ap_types()
+    assert str(info.value) == ("Xilinx ap_types headers not found: pip install --no-deps hls4ml==1.3.0 "
+                               "(or set ADMM_HLS_AP_TYPES to a folder with ap_int.h)")
+    monkeypatch.setenv(csim.AP_TYPES_ENV, str(tmp_path))
+    with pytest.raises(UserError, match="ap_int.h"):
+        csim.find_ap_types()
+    monkeypatch.undo()
+    monkeypatch.setattr(csim.shutil, "which", lambda name: None)
+    with pytest.raises(UserError, match="apt-get install g\\+\\+") as info:
+        csim.find_compiler()
+    assert "\n" not in str(info.value)
