@@ -40,10 +40,40 @@ def _shipped_lenet5():
     return resource_dir("models") / "lenet5_mnist.pt"
 
 
-def _cmd_inspect(args: argparse.Namespace) -> None:
-    from .inspect import format_inspection, inspect_checkpoint
+CALIBRATION_IMAGES = 1024
 
-    report = inspect_checkpoint(args.checkpoint or _shipped_lenet5())
+
+def _add_lowering_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--bits", type=int, default=8,
+                   help="weight bits for layers without ADMM levels (post-training quantized; default 8)")
+    p.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
+    p.add_argument("--acc-bits", type=int, default=32, help="accumulator bits (default 32)")
+    p.add_argument("--calibrate", metavar="DATASET",
+                   help=f"measure activation ranges on the first {CALIBRATION_IMAGES} training images of DATASET "
+                        "(from --data-dir) instead of the checkpoint's")
+    p.add_argument("--data-dir", help="dataset folder (default: $ADMM_HLS_DATA)")
+
+
+def _lower(args: argparse.Namespace):
+    """The checkpoint named on the command line (default: the shipped LeNet-5), lowered."""
+    from .ir.lower import lower
+
+    calibrate = None
+    if args.calibrate:
+        from .datasets import load_dataset
+
+        calibrate = load_dataset(args.calibrate, args.data_dir, "train").head(CALIBRATION_IMAGES).images
+    return lower(args.checkpoint or _shipped_lenet5(), calibrate=calibrate, act_bits=args.act_bits,
+                 weight_bits=args.bits, acc_bits=args.acc_bits)
+
+
+def _cmd_inspect(args: argparse.Namespace) -> None:
+    from .compress.checkpoint import load_checkpoint
+    from .inspect import format_inspection, inspect_graph
+
+    ckpt = load_checkpoint(args.checkpoint or _shipped_lenet5())
+    args.checkpoint = ckpt
+    report = inspect_graph(ckpt, _lower(args))
     print(json.dumps(report, indent=2) if args.json else format_inspection(report))
 
 
@@ -76,14 +106,12 @@ def _cmd_build(args: argparse.Namespace) -> None:
     from pathlib import Path
 
     from .backends.hls.project import build, check_out_dir, format_summary
-    from .ir.lower import lower
 
     if args.vectors < 1:
         raise UserError(f"--vectors must be >= 1, got {args.vectors}")
     pe_layers = _parse_pe_layers(args.pe_layer)
     check_out_dir(Path(args.out), args.force)  # before the (possibly long) lowering
-    graph = lower(args.checkpoint or _shipped_lenet5(), act_bits=args.act_bits, weight_bits=args.bits,
-                  acc_bits=args.acc_bits)
+    graph = _lower(args)
     vectors, source = _build_vectors(graph, args)
     project = build(graph, args.out, pe=args.pe, pe_layers=pe_layers, onchip_kb=args.onchip_kb, part=args.part,
                     clock_ns=args.clock, top=args.top, force=args.force, vectors=vectors, n_vectors=args.vectors,
@@ -123,6 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-layer report of a compressed checkpoint")
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_lowering_options(p)
     p.set_defaults(func=_cmd_inspect)
 
     from .backends.hls.project import DEFAULT_PART, DEFAULT_VECTORS
@@ -139,14 +168,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part (default {DEFAULT_PART})")
     p.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
     p.add_argument("--top", default="admm_top", help="top function name (default admm_top)")
-    p.add_argument("--bits", type=int, default=8,
-                   help="weight bits for layers without ADMM levels (post-training quantized; default 8)")
-    p.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
-    p.add_argument("--acc-bits", type=int, default=32, help="accumulator bits (default 32)")
     p.add_argument("--vectors", type=int, default=DEFAULT_VECTORS,
-                   help=f"test vectors in tb/data (default {DEFAULT_VECTORS})")
-    p.add_argument("--data-dir", help="MNIST folder for the test vectors (default: $ADMM_HLS_DATA; without "
-                                      "one, deterministic random inputs)")
+                   help=f"test vectors in tb/data: the first N MNIST test images for an MNIST model when a data "
+                        f"folder is given, else deterministic random inputs (default {DEFAULT_VECTORS})")
+    _add_lowering_options(p)
     p.set_defaults(func=_cmd_build)
 
     p = sub.add_parser("csim", help="C simulation (g++) of a built HLS project against its reference vectors")

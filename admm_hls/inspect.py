@@ -12,7 +12,12 @@ from .report import format_report, graph_report
 
 def inspect_checkpoint(path) -> dict[str, Any]:
     ckpt = load_checkpoint(path)
-    report = graph_report(lower(ckpt))
+    return inspect_graph(ckpt, lower(ckpt))
+
+
+def inspect_graph(ckpt: dict[str, Any], graph) -> dict[str, Any]:
+    """The report of a lowered graph with the checkpoint's model name and accuracies."""
+    report = graph_report(graph)
     report["arch"] = ckpt["arch"]
     report["accuracy"] = ckpt.get("accuracy", {})
     return report

@@ -26,16 +26,24 @@ MEASURE = r"""
 import json, resource, sys, time
 import torch
 torch.set_num_threads(2)
-from admm_hls.ir.lower import lower
-import torch.fx.passes.shape_prop  # imported up front: import time is not lowering time
-rss = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-path, what = sys.argv[1], sys.argv[2]
+import admm_hls.cli, admm_hls.ir.lower, admm_hls.backends.hls.project  # imports are not the measured work
+import torch.fx.passes.shape_prop
+def rss():
+    # VmHWM: this process's own peak (ru_maxrss can carry the parent's peak over the exec)
+    for line in open("/proc/self/status"):
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+path, what, out = sys.argv[1], sys.argv[2], sys.argv[3]
 before = rss()
 t = time.perf_counter()
 if what == "torch.load":
     obj = torch.load(path, map_location="cpu", weights_only=True)
+elif what == "lower":
+    obj = admm_hls.ir.lower.lower(path)
 else:
-    obj = lower(path)
+    code = admm_hls.cli.main(["build", path, "--out", out, "--force", "--vectors", "1"])
+    assert code == 0, code
 seconds = time.perf_counter() - t
 print(json.dumps({"seconds": seconds, "peak_mb": rss(), "added_mb": rss() - before}))
 """
@@ -53,9 +61,11 @@ def make_checkpoint(path: Path) -> None:
     save_checkpoint(project_checkpoint("alexnet", keep, bits, torch.randn(8, 3, 224, 224, generator=g)), path)
 
 
-def measure(path: Path, what: str) -> dict:
-    out = subprocess.run([sys.executable, "-c", MEASURE, str(path), what], check=True, capture_output=True, text=True)
-    return json.loads(out.stdout.strip().splitlines()[-1])
+def measure(path: Path, what: str, out: Path | None = None) -> dict:
+    """Run one of torch.load / lower / build in a fresh process; its time and peak RSS."""
+    proc = subprocess.run([sys.executable, "-c", MEASURE, str(path), what, str(out or "")], check=True,
+                          capture_output=True, text=True)
+    return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
 def main() -> int:

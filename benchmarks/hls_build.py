@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import tempfile
 import time
@@ -23,37 +22,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-
-MEASURE = r"""
-import json, resource, sys, time
-import torch
-torch.set_num_threads(2)
-import admm_hls.cli, admm_hls.ir.lower, admm_hls.backends.hls.project  # imports are not build time
-import torch.fx.passes.shape_prop
-def rss():
-    # VmHWM: this process's own peak (ru_maxrss would carry the parent's peak over the exec)
-    for line in open("/proc/self/status"):
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-path, what, out = sys.argv[1], sys.argv[2], sys.argv[3]
-before = rss()
-t = time.perf_counter()
-if what == "torch.load":
-    obj = torch.load(path, map_location="cpu", weights_only=True)
-else:
-    code = admm_hls.cli.main(["build", path, "--out", out, "--force", "--vectors", "1"])
-    assert code == 0, code
-seconds = time.perf_counter() - t
-print(json.dumps({"seconds": seconds, "peak_mb": rss(), "added_mb": rss() - before}))
-"""
-
-
-def measure(path: Path, what: str, out: Path) -> dict:
-    proc = subprocess.run([sys.executable, "-c", MEASURE, str(path), what, str(out)], check=True,
-                          capture_output=True, text=True)
-    return json.loads(proc.stdout.strip().splitlines()[-1])
-
 
 def lenet_checkpoint(tmp: Path) -> tuple[Path, str]:
     from admm_hls.resources import resource_dir
@@ -99,7 +67,7 @@ def print_balance(model: str, rows: list[dict]) -> None:
 
 
 def main() -> int:
-    from alexnet_lowering import make_checkpoint
+    from alexnet_lowering import make_checkpoint, measure
 
     from admm_hls.ir.lower import lower
 
