@@ -89,6 +89,11 @@ def main() -> int:
         load = min((measure(path, "torch.load", out) for _ in range(args.repeat)), key=lambda r: r["seconds"])
         built = min((measure(path, "build", out) for _ in range(args.repeat)), key=lambda r: r["seconds"])
         manifest = json.loads((out / "manifest.json").read_text())
+        from admm_hls.sim.csim import run_csim
+
+        csim = run_csim(out)  # one image, fc6/fc7 weights read from the blob
+        csim_result = {"passed": csim.passed, "vectors": csim.n, "seconds": csim.seconds,
+                       "build_seconds": csim.build_seconds}
         project_mb = sum(f["bytes"] for f in manifest["files"].values()) / 2**20
         blob = manifest["weight_blob"]
 
@@ -100,7 +105,7 @@ def main() -> int:
               "peak_rss_over_file": built["peak_mb"] / size_mb, "project_mb": project_mb,
               "blob_bytes": blob["bytes"] if blob else 0,
               "blob_layers": [l["name"] for l in manifest["layers"] if l.get("placement") == "blob"],
-              "lenet5_checkpoint": lenet_label, "balance": tables}
+              "lenet5_checkpoint": lenet_label, "balance": tables, "alexnet_csim": csim_result}
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(f"AlexNet checkpoint: {size_mb:.0f} MiB; project written: {project_mb:.1f} MiB "
@@ -110,6 +115,8 @@ def main() -> int:
         print(f"{label:14s} {r['seconds']:8.2f} {r['peak_mb']:13.0f} {r['added_mb']:10.0f}")
     print(f"build / torch.load time: {result['time_ratio']:.1f}x; build peak RSS / file size: "
           f"{result['peak_rss_over_file']:.2f}x")
+    print(f"AlexNet csim: {'bit-exact' if csim_result['passed'] else 'MISMATCH'} on {csim_result['vectors']} image, "
+          f"{csim_result['seconds']:.1f}s (g++ compile {csim_result['build_seconds']:.1f}s)")
     print_balance(f"LeNet-5 ({lenet_label})", tables["lenet5"])
     print_balance("AlexNet (projected)", tables["alexnet"])
     return 0

@@ -26,20 +26,11 @@ from admm_hls.errors import UserError
 from admm_hls.ir.lower import lower_model
 from admm_hls.sim import csim
 from admm_hls.sparse import decode_dense, decode_relative, encode_dense, encode_relative, unpack
+from small_models import ACT_HI, ACT_LO, Cat, Residual, extremes, randn, seeded
 
-ACT_LO, ACT_HI = -128, 127
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-def randn(*shape, seed=0, scale=1.0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
-def seeded(model_fn, seed=0):
-    torch.manual_seed(seed)
-    return model_fn().eval()
-
-
 def prune(model: nn.Module, keep: float, seed: int = 0, empty_rows: tuple[int, ...] = (), zero: tuple = ()):
     """Zero all but ``keep`` of each conv/linear weight at random; zero whole rows (filters or
     neurons) listed in ``empty_rows`` and every weight of the modules in ``zero``."""
@@ -122,11 +113,6 @@ def write_project(folder: Path, graph, plan, x_int) -> Path:
 
 def quantized(graph, x: torch.Tensor) -> np.ndarray:
     return reference.quantize_images(graph, x.numpy())
-
-
-def extremes(shape, seed):
-    gen = np.random.default_rng(seed)
-    return np.where(gen.random(shape) < 0.5, ACT_LO, ACT_HI).astype(np.int64)
 
 
 def csim_equals_reference(folder: Path, graph, plan, x_int) -> csim.CsimResult:
@@ -246,16 +232,6 @@ def test_rounding_ties_round_half_up(tmp_path):
     csim_equals_reference(tmp_path, graph, make_plan(graph), x_int)
 
 
-class Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(4, 4, 3, padding=1)
-        self.head = nn.Conv2d(4, 3, 1)
-
-    def forward(self, x):
-        return self.head(torch.relu(x + self.conv(x)))
-
-
 def test_residual_add_with_relu(tmp_path):
     model = seeded(Residual)
     x = randn(8, 4, 7, 9, seed=5)
@@ -265,19 +241,6 @@ def test_residual_add_with_relu(tmp_path):
     files = render.render_project_sources(graph, make_plan(graph))
     assert "admm_fork_" in files["firmware/admm_top.cpp"].decode()
     csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
-
-
-class Cat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Conv2d(3, 4, 3, padding=1)
-        self.b = nn.Conv2d(3, 2, 1)
-        with torch.no_grad():
-            self.b.weight.mul_(10)  # a very different output scale
-        self.mix = nn.Conv2d(6, 3, 3)
-
-    def forward(self, x):
-        return self.mix(torch.cat([self.a(x), self.b(x)], dim=1))
 
 
 def test_concat(tmp_path):

@@ -24,8 +24,8 @@ from admm_hls.errors import UserError
 from admm_hls.ir.lower import lower_model
 from admm_hls.layers.weights import codebook_for, packed_levels
 from admm_hls.sparse import pack, unpack
+from small_models import ACT_HI, ACT_LO, Cat, Residual, extremes, randn, seeded
 
-ACT_LO, ACT_HI = -128, 127
 SLACK = 1e-6  # LSB: float64 rounding of the float side, nothing else
 
 
@@ -216,15 +216,6 @@ def check_weighted(model, node, got, x_int, xin, s_in, ranges, levels, weight_bi
     return float(np.abs(got - (y_float / s_out).clamp(lo, ACT_HI).numpy()).max())
 
 
-def randn(*shape, seed=0, scale=1.0):
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale
-
-
-def seeded(model_fn, seed=0):
-    torch.manual_seed(seed)
-    return model_fn().eval()
-
-
 # -- 1. every layer kind against float PyTorch ------------------------------------------------------
 CONV_CASES = [  # kernel, stride, padding, bias, relu
     (1, 1, 0, True, False),
@@ -310,16 +301,6 @@ def test_maxpool_on_negative_input_padding_never_wins():
     check_graph(model, graph, outs, x, measure_ranges(model, [x]))
 
 
-class Residual(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = nn.Conv2d(4, 4, 3, padding=1)
-        self.head = nn.Conv2d(4, 3, 1)
-
-    def forward(self, x):
-        return self.head(torch.relu(x + self.conv(x)))
-
-
 def test_residual_add_with_fused_relu():
     model = seeded(Residual)
     x = randn(8, 4, 7, 9, seed=4)
@@ -331,19 +312,6 @@ def test_residual_add_with_fused_relu():
     assert graph[inp].quant["scale"] != graph["conv"].quant["scale"] != add.quant["scale"]
     check_graph(model, graph, outs, x, measure_ranges(model, [x]))
     assert outs[add.name].min() == 0 and outs[add.name].max() >= 100
-
-
-class Cat(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.a = nn.Conv2d(3, 4, 3, padding=1)
-        self.b = nn.Conv2d(3, 2, 1)
-        with torch.no_grad():
-            self.b.weight.mul_(10)  # a very different output scale
-        self.mix = nn.Conv2d(6, 3, 3)
-
-    def forward(self, x):
-        return self.mix(torch.cat([self.a(x), self.b(x)], dim=1))
 
 
 def test_concat_of_different_scales():
@@ -644,11 +612,6 @@ def test_wide_accumulator_requantizes_without_int64_overflow():
 
 
 # -- 5. saturation against an independent Python-int recomputation -------------------------------------
-def extremes(shape, seed):
-    gen = np.random.default_rng(seed)
-    return np.where(gen.random(shape) < 0.5, ACT_LO, ACT_HI).astype(np.int64)
-
-
 def saturating(model: nn.Module, x: torch.Tensor, gain: float = 50.0):
     """Calibrate, then make the weights ``gain`` times larger: accumulators leave the range."""
     ranges = measure_ranges(model, [x])

@@ -40,7 +40,6 @@ from dataclasses import dataclass
 import numpy as np
 
 from .bitpack import n_words, pack, unpack, word_dtype
-from .codebook import code_dtype
 from .dense import make_report, max_code, ptr_bits, validate_codes
 
 __all__ = [
