@@ -6,6 +6,7 @@ source checkout (editable install, tests) has them at the repository root.
 
 from __future__ import annotations
 
+from functools import lru_cache
 from pathlib import Path
 
 _PACKAGE = Path(__file__).resolve().parent
@@ -17,3 +18,19 @@ def resource_dir(name: str) -> Path:
         if candidate.is_dir():
             return candidate
     raise FileNotFoundError(f"admm-hls is installed without its '{name}' folder; reinstall it")
+
+
+@lru_cache(maxsize=None)
+def template_env(subdir: str):
+    """The Jinja2 environment of one template folder (``hls``, ``hls/project``, ``rtl``): strict
+    (an undefined name is an error, never an empty string), no autoescaping (C++, tcl, Verilog)."""
+    import jinja2
+
+    return jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / subdir)),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )

@@ -329,15 +329,9 @@ def describe_failure(failure: Any) -> str:
 
 # -- templates ------------------------------------------------------------------------------------
 def _templates():
-    import jinja2
+    from ...resources import template_env
 
-    from ...resources import resource_dir
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "hls" / "project")),
-        undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True,
-        autoescape=False,
-    )
+    return template_env("hls/project")
 
 
 def _flow_context(manifest: dict[str, Any], files: dict[str, bytes], plan: BuildPlan) -> dict[str, Any]:

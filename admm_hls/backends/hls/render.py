@@ -20,14 +20,13 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ...arith import bits_for, qrange
 from ...ir.graph import LayerGraph, Node
-from ...resources import resource_dir
+from ...resources import template_env
 from ...sparse import pack, unpack
 from ...sparse.codebook import signed_width
 from .plan import BuildPlan, LayerPlan
@@ -51,22 +50,8 @@ __all__ = [
 
 
 # -- templates ---------------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def _env():
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "hls")),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
 def _render(template: str, **ctx: Any) -> bytes:
-    text = _env().get_template(template).render(banner=BANNER, **ctx)
+    text = template_env("hls").get_template(template).render(banner=BANNER, **ctx)
     return text.encode("utf-8")
 
 
