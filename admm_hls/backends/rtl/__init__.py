@@ -1,1 +1,0 @@
-"""RTL backend: Verilog + memory images + cocotb testbench for a packed LayerGraph."""
