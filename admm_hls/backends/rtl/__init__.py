@@ -1,0 +1,1 @@
+"""RTL backend: Verilog + memory images + cocotb testbench for a packed LayerGraph."""

