@@ -19,16 +19,16 @@ from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 from ...arith import bits_for, qrange
 from ...ir.graph import LayerGraph, Node
-from ...resources import resource_dir
+from ...resources import template_env
 from ...sparse.codebook import signed_width
 from ..hls import render as hls_render
+from ..hls.render import c_names
 from ..hls.plan import BuildPlan
 
 BANNER = hls_render.BANNER
@@ -40,43 +40,14 @@ SUPPORTED = ("input", "output", "conv", "linear", "maxpool", "flatten")
 __all__ = ["render_rtl", "write_rtl", "layer_cycles", "rtl_names", "BANNER", "SUPPORTED"]
 
 
-@lru_cache(maxsize=1)
-def _env():
-    import jinja2
-
-    return jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(resource_dir("templates") / "rtl")),
-        undefined=jinja2.StrictUndefined,
-        trim_blocks=True,
-        lstrip_blocks=True,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
-
-
 def _render(template: str, **ctx: Any) -> bytes:
-    return _env().get_template(template).render(banner=BANNER, **ctx).encode("utf-8")
-
-
-def _ident(name: str) -> str:
-    s = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_")
-    if not s or s[0].isdigit():
-        s = "l" + s
-    return s
+    return template_env("rtl").get_template(template).render(banner=BANNER, **ctx).encode("utf-8")
 
 
 def rtl_names(graph: LayerGraph) -> dict[str, str]:
-    """Node name -> Verilog identifier (instance, counter and memory-image stem)."""
-    out, taken = {}, set()
-    for node in graph.topo():
-        base = _ident(node.name)
-        ident, k = base, 1
-        while ident.lower() in taken:
-            k += 1
-            ident = f"{base}_{k}"
-        taken.add(ident.lower())
-        out[node.name] = ident
-    return out
+    """Node name -> Verilog identifier (instance, counter and memory-image stem): the same
+    names as the HLS kernels, so both projects speak of a layer alike."""
+    return c_names(graph)
 
 
 def _mem(values, bits: int) -> bytes:
