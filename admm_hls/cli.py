@@ -131,6 +131,37 @@ def _cmd_csim(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
+def _cmd_rtlsim(args: argparse.Namespace) -> None:
+    from .backends.hls.project import open_project
+    from .sim.rtlsim import run_rtlsim
+
+    project = open_project(args.dir)
+    rtl = project.manifest.get("rtl", {})
+    if not rtl.get("written"):
+        raise UserError(f"{args.dir} has no RTL: {rtl.get('reason', 'built without the RTL backend')}")
+    result = run_rtlsim(project.path, args.simulator, n=args.n, waves=args.waves)
+    status = "PASS" if result.passed else "FAIL"
+    print(f"rtlsim {status} ({args.simulator}): {result.n} vectors, {result.mismatches} mismatching outputs, "
+          f"{result.seconds:.1f} s")
+    if result.layer_cycles:
+        # Ideal: one nonzero MAC per PE per cycle (the RTL has one PE per layer).
+        ideal = {l["name"]: l["sizes"]["macs_sparse"] for l in project.manifest["layers"] if "sizes" in l}
+        cycles = result.layer_cycles[0]
+        print(f"{'layer':12s} {'cycles':>10s} {'ideal':>10s} {'utilization':>11s}")
+        for name, count in cycles.items():
+            if name in ideal:
+                print(f"{name:12s} {count:10,d} {ideal[name]:10,d} {ideal[name] / max(1, count):11.1%}")
+            else:
+                print(f"{name:12s} {count:10,d}")
+        print(f"{'total':12s} {result.cycles[0]:10,d} {sum(ideal.values()):10,d} "
+              f"{sum(ideal.values()) / max(1, result.cycles[0]):11.1%}")
+    for line in result.waves:
+        print(f"waves: {line}")
+    if not result.passed:
+        print("first failure: " + (result.failures[0] if result.failures else "see the cocotb results"))
+        sys.exit(1)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="admm-hls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -178,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir", help="project folder written by 'admm-hls build'")
     p.add_argument("--n", type=int, help="simulate only the first N vectors")
     p.set_defaults(func=_cmd_csim)
+
+    p = sub.add_parser("rtlsim", help="RTL simulation (cocotb on Icarus or Verilator) of a built project")
+    p.add_argument("dir", help="project folder written by 'admm-hls build'")
+    p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
+    p.add_argument("--n", type=int, help="simulate only the first N vectors")
+    p.add_argument("--waves", action="store_true", help="write a waveform file")
+    p.set_defaults(func=_cmd_rtlsim)
     return parser
 
 

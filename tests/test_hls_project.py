@@ -161,7 +161,9 @@ def test_project_tree_and_manifest(project, tiny):
         assert name in files, name
     assert any(p.startswith("firmware/") and p.endswith(".cpp") for p in files)
     assert any(p.startswith("tb/data/") for p in files)
-    assert not [p for p in files if not re.match(r"(firmware/|tb/)|[\w.]+$", p)]
+    assert not [p for p in files if not re.match(r"(firmware/|tb/|rtl/)|[\w.]+$", p)]
+    # The RTL of the same packed weights comes along when the RTL backend covers the model.
+    assert project.manifest["rtl"]["written"] and f"rtl/{TOP}.v" in files and "rtl/run_cocotb.py" in files
     m = json.loads(files["manifest.json"])
     assert m == project.manifest
     assert m["top"] == TOP and m["model"] == "tiny" and m["vectors"]["count"] == 4
