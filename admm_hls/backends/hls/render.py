@@ -64,6 +64,19 @@ def _ident(name: str) -> str:
     return s
 
 
+def tensor_of(graph: LayerGraph) -> dict[str, str]:
+    """Node name -> the node whose buffer holds its output: alias ops (flatten) and the output
+    node share their input's buffer, every other node has its own."""
+    tensor: dict[str, str] = {}
+    for node in graph.topo():
+        if node.op in ALIASES or node.op == "output":
+            (src,) = graph.inputs(node.name)
+            tensor[node.name] = tensor[src]
+        else:
+            tensor[node.name] = node.name
+    return tensor
+
+
 def c_names(graph: LayerGraph) -> dict[str, str]:
     """Node name -> unique C identifier (also the kernel/weights header file stem)."""
     out: dict[str, str] = {}
@@ -462,14 +475,7 @@ def render_project_sources(graph: LayerGraph, plan: BuildPlan) -> dict[str, byte
     files: dict[str, bytes] = {}
     inp, outp = graph.input_node(), graph.output_node()
 
-    # Tensors: alias ops share their input's tensor.
-    tensor: dict[str, str] = {}
-    for node in graph.topo():
-        if node.op in ALIASES or node.op == "output":
-            (src,) = graph.inputs(node.name)
-            tensor[node.name] = tensor[src]
-        else:
-            tensor[node.name] = node.name
+    tensor = tensor_of(graph)
     readers: dict[str, list[tuple[str, int]]] = {}
     for node in graph.topo():
         if node.op in ALIASES or node.op == "input":

@@ -28,13 +28,12 @@ from ...ir.graph import LayerGraph, Node
 from ...resources import template_env
 from ...sparse.codebook import signed_width
 from ..hls import render as hls_render
-from ..hls.render import c_names
+from ..hls.render import c_names, tensor_of
 from ..hls.plan import BuildPlan
 
 BANNER = hls_render.BANNER
 WORD_BITS = 32
 WEIGHTED = ("conv", "linear")
-ALIASES = ("flatten",)
 SUPPORTED = ("input", "output", "conv", "linear", "maxpool", "flatten")
 
 __all__ = ["render_rtl", "write_rtl", "layer_cycles", "rtl_names", "BANNER", "SUPPORTED"]
@@ -175,13 +174,7 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", top) or top in ("admm_wengine", "admm_maxpool"):
         raise ValueError(f"top name {top!r} is not a plain identifier or collides with an RTL module name")
     names = rtl_names(graph)
-    tensor: dict[str, str] = {}
-    for node in graph.topo():
-        if node.op in ALIASES or node.op == "output":
-            (src,) = graph.inputs(node.name)
-            tensor[node.name] = tensor[src]
-        else:
-            tensor[node.name] = node.name
+    tensor = tensor_of(graph)
     files: dict[str, bytes] = {}
     buffers, layers = [], []
     for node in graph.topo():
