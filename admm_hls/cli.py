@@ -54,8 +54,9 @@ def _add_lowering_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", help="dataset folder (default: $ADMM_HLS_DATA)")
 
 
-def _lower(args: argparse.Namespace):
-    """The checkpoint named on the command line (default: the shipped LeNet-5), lowered."""
+def _lower(args: argparse.Namespace, checkpoint=None):
+    """The checkpoint named on the command line (default: the shipped LeNet-5), lowered;
+    ``checkpoint``: that checkpoint already loaded, so it is not read twice."""
     from .ir.lower import lower
 
     calibrate = None
@@ -63,7 +64,7 @@ def _lower(args: argparse.Namespace):
         from .datasets import load_dataset
 
         calibrate = load_dataset(args.calibrate, args.data_dir, "train").head(CALIBRATION_IMAGES).images
-    return lower(args.checkpoint or _shipped_lenet5(), calibrate=calibrate, act_bits=args.act_bits,
+    return lower(checkpoint or args.checkpoint or _shipped_lenet5(), calibrate=calibrate, act_bits=args.act_bits,
                  weight_bits=args.bits, acc_bits=args.acc_bits)
 
 
@@ -72,8 +73,7 @@ def _cmd_inspect(args: argparse.Namespace) -> None:
     from .inspect import format_inspection, inspect_graph
 
     ckpt = load_checkpoint(args.checkpoint or _shipped_lenet5())
-    args.checkpoint = ckpt
-    report = inspect_graph(ckpt, _lower(args))
+    report = inspect_graph(ckpt, _lower(args, ckpt))
     print(json.dumps(report, indent=2) if args.json else format_inspection(report))
 
 

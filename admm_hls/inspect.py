@@ -5,14 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .compress.checkpoint import load_checkpoint
-from .ir.lower import lower
 from .report import format_report, graph_report
-
-
-def inspect_checkpoint(path) -> dict[str, Any]:
-    ckpt = load_checkpoint(path)
-    return inspect_graph(ckpt, lower(ckpt))
 
 
 def inspect_graph(ckpt: dict[str, Any], graph) -> dict[str, Any]:
