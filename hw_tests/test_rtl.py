@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import check, lower, prune, random_inputs, reference, repack, run_rtlsim, write_design
+from rtl_designs import check, lower, prune, random_inputs, reference, repack, run_rtlsim, write_design
 
 from admm_hls.datasets import DATA_ENV
 
@@ -104,11 +104,51 @@ def lenet_design(tmp_path_factory):
     return folder, graph, x_int
 
 
-def assert_cycle_model(graph, result):
-    """Per-layer cycles are data independent and follow the packed streams exactly."""
+class Branchy(nn.Module):
+    """Every engine: two convs feeding a residual add with ReLU, a concat (two scales), average
+    pool, max-pool with padding, a standalone ReLU, global average pool, linear."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_a = nn.Conv2d(2, 4, 3, padding=1)
+        self.conv_b = nn.Conv2d(2, 4, 1)
+        self.pool = nn.AvgPool2d(2)
+        self.mpool = nn.MaxPool2d(2, padding=1)
+        self.gap = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 5)
+
+    def forward(self, x):
+        a = torch.relu(self.conv_a(x))
+        b = self.conv_b(x)
+        c = torch.cat([torch.relu(a + b), b], 1)
+        p = torch.relu(self.mpool(self.pool(c)))
+        return self.fc(self.gap(p).flatten(1))
+
+
+@pytest.fixture(scope="module", params=[1, 2], ids=["pe1", "pe2"])
+def branch_design(tmp_path_factory, request):
+    torch.manual_seed(5)
+    model = prune(Branchy(), keep=0.6, seed=5)
+    graph = lower(model, torch.randn(64, 2, 6, 6))
+    assert {"add", "concat", "avgpool", "maxpool", "relu"} <= {n.op for n in graph.topo()}
+    x_int = random_inputs((2, 6, 6), 4, seed=8)
+    folder = write_design(tmp_path_factory.mktemp(f"branch_pe{request.param}"), graph, x_int, pe=request.param)
+    return folder, graph, x_int, request.param
+
+
+@pytest.fixture(scope="module")
+def lenet_pe_design(tmp_path_factory, lenet_design):
+    """The shipped LeNet-5 with 16 PEs per layer (fewer where a layer has fewer rows)."""
+    _, graph, x_int = lenet_design
+    return write_design(tmp_path_factory.mktemp("lenet5_pe16"), graph, x_int[:2], pe=16), graph, x_int[:2]
+
+
+def assert_cycle_model(graph, result, pe: int = 1):
+    """Per-layer cycles are data independent and follow the packed streams and the PE plan exactly."""
+    from admm_hls.backends.hls.project import make_plan
     from admm_hls.backends.rtl.render import layer_cycles
 
-    model = layer_cycles(graph)
+    model = layer_cycles(graph, make_plan(graph, pe=pe, progress=False))
     for measured in result.layer_cycles:
         assert {k: measured[k] for k in model} == model
 
@@ -169,6 +209,22 @@ def test_lenet5(lenet_design, sim):
     check(result, expected(graph, x_int))
     assert result.n == len(x_int)
     assert_cycle_model(graph, result)
+
+
+def test_residual_concat_avgpool_relu(branch_design, sim):
+    folder, graph, x_int, pe = branch_design
+    result = _run((folder, graph, x_int), sim)
+    check(result, expected(graph, x_int))
+    assert_cycle_model(graph, result, pe)
+
+
+def test_lenet5_sixteen_pes(lenet_pe_design, sim):
+    """Parallel PEs with the packer's balanced rows: same outputs, cycles of the slowest PE."""
+    folder, graph, x_int = lenet_pe_design
+    result = _run(lenet_pe_design, sim)
+    check(result, expected(graph, x_int))
+    assert_cycle_model(graph, result, pe=16)
+    assert result.cycles[0] * 4 < 207_787  # far below the one-PE schedule
 
 
 def test_lenet5_with_stalls(lenet_design, sim):

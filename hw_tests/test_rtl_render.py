@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import lower, prune
+from rtl_designs import lower, prune
 
 from admm_hls.backends.hls import render as hls_render
 from admm_hls.backends.hls.project import make_plan
@@ -27,7 +27,7 @@ def test_render_is_deterministic_and_reads_the_hls_words():
     plan = make_plan(graph, pe=1, progress=False)
     a, b = render_rtl(graph, plan), render_rtl(graph, plan)
     assert a == b
-    assert {"rtl/admm_top.v", "rtl/admm_wengine.v", "rtl/admm_maxpool.v", "rtl/run_cocotb.py",
+    assert {"rtl/admm_top.v", "rtl/admm_wengine.v", "rtl/admm_pool.v", "rtl/admm_eltwise.v", "rtl/run_cocotb.py",
             "rtl/tb_admm_top.py"} <= set(a)
     names = rtl_names(graph)
     for node in graph.nodes_of("conv", "linear"):
@@ -38,20 +38,30 @@ def test_render_is_deterministic_and_reads_the_hls_words():
 
 
 def test_unsupported_op_is_named():
-    class Res(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(2, 2, 3, padding=1)
-
-        def forward(self, x):
-            return x + self.conv(x)
-
-    graph = lower(Res(), torch.randn(8, 2, 5, 5))
-    with pytest.raises(ValueError, match="no engine for op 'add'"):
+    graph = _graph()
+    (flat,) = graph.nodes_of("flatten")
+    flat.op = "softmax"
+    with pytest.raises(ValueError, match="no engine for op 'softmax'"):
         render_rtl(graph, make_plan(graph, pe=1, progress=False))
 
 
-def test_more_than_one_pe_is_refused():
+def test_each_pe_reads_its_hls_stream():
+    """PE k's ROM image, row pointers and row map are the HLS plan's PE k stream."""
     graph = _graph()
-    with pytest.raises(ValueError, match="one PE per layer"):
-        render_rtl(graph, make_plan(graph, pe=2, progress=False))
+    plan = make_plan(graph, pe=2, progress=False)
+    files = render_rtl(graph, plan)
+    names = rtl_names(graph)
+    for node in graph.nodes_of("conv", "linear"):
+        lp = plan.layers[node.name]
+        assert lp.pe == 2
+        words = hls_render.layer_words(graph, node.name, plan)
+        ptrs = hls_render.layer_row_ptrs(graph, node.name, plan)
+        seen = []
+        for k in range(2):
+            stem = f"rtl/mem/{names[node.name]}_pe{k}"
+            read = lambda kind: [int(v, 16) for v in files[f"{stem}_{kind}.mem"].decode().split()]  # noqa: E731
+            assert read("words") == [int(w) for w in np.asarray(words[k])] or (len(words[k]) == 0 and read("words") == [0])
+            assert read("row_ptr") == [int(p) for p in ptrs[k]]
+            assert read("row_map") == [int(r) for r in lp.rows[k]]
+            seen += read("row_map")
+        assert sorted(seen) == list(range(node.packed.layer.rows))

@@ -27,9 +27,15 @@ def lower_model(
     weight_bits: int = 8,
     acc_bits: int = 32,
     name: str = "model",
+    weight_format: str = "auto",
+    max_filler_rate: float | None = None,
 ) -> LayerGraph:
     """Lower any traceable torch model given activation ranges (fx node name -> [min, max])
-    and, optionally, ADMM codebooks per module path (levels, scale, bits)."""
+    and, optionally, ADMM codebooks per module path (levels, scale, bits). ``weight_format``:
+    "auto" stores each layer dense or relative index, whichever takes fewer bits; "dense" or
+    "relative" forces one format on every layer (e.g. a dense-engine baseline).
+    ``max_filler_rate``: cap on relative-index fillers per entry (each costs an engine cycle;
+    the index width grows until it holds); None: the width that stores fewest bits."""
     graph = trace(model, tuple(input_shape))
     graph.name = name
     remove_identity.run(graph)
@@ -39,7 +45,10 @@ def lower_model(
     ctx = QuantContext(ranges=ranges, levels=levels or {}, act_bits=act_bits, weight_bits=weight_bits,
                        acc_bits=acc_bits)
     quantize.run(graph, ctx)
-    choose_format.run(graph)
+    if weight_format not in ("auto", "dense", "relative"):
+        raise ValueError(f"unknown weight format {weight_format!r}: choose auto, dense or relative")
+    choose_format.run(graph, force=None if weight_format == "auto" else weight_format,
+                      max_filler_rate=max_filler_rate)
     pack.run(graph)
     graph.meta.update(input_shape=tuple(input_shape), weight_bits=weight_bits)
     return graph
@@ -61,9 +70,12 @@ def lower(
     act_bits: int = 8,
     weight_bits: int = 8,
     acc_bits: int = 32,
+    weight_format: str = "auto",
+    max_filler_rate: float | None = None,
 ) -> LayerGraph:
     """Lower an admm-hls checkpoint (path or loaded dict). ``calibrate``: float input batches
-    to measure activation ranges when the checkpoint has none (or to override them)."""
+    to measure activation ranges when the checkpoint has none (or to override them);
+    ``weight_format``, ``max_filler_rate``: see ``lower_model``."""
     from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
@@ -75,6 +87,7 @@ def lower(
         if not ranges:
             raise UserError("the checkpoint holds no activation ranges: pass --calibrate with a dataset")
     graph = lower_model(model, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,
-                        weight_bits=weight_bits, acc_bits=acc_bits, name=ckpt["arch"]["name"])
+                        weight_bits=weight_bits, acc_bits=acc_bits, name=ckpt["arch"]["name"],
+                        weight_format=weight_format, max_filler_rate=max_filler_rate)
     graph.meta.update(arch=ckpt["arch"], accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"))
     return graph

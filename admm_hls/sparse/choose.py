@@ -106,8 +106,13 @@ def choose_format(
     bias_bits: int,
     word_bits: int = 32,
     max_index_bits: int = 16,
+    force: str | None = None,
+    max_filler_rate: float | None = None,
 ) -> FormatChoice:
-    """Encode dense and relative index (best width) and keep the smaller by overall bits."""
+    """Encode dense and relative index (best width) and keep the smaller by overall bits, or
+    the ``force``d format ("dense" or "relative")."""
+    if force not in (None, "dense", "relative"):
+        raise ValueError(f"unknown weight format {force!r}: choose dense or relative")
     vb = codebook.value_bits
     level_bits = signed_width(codebook.levels)
     n_levels = codebook.n_levels
@@ -115,7 +120,8 @@ def choose_format(
     if c.size and int(c.max()) > n_levels:
         raise ValueError(f"code {int(c.max())} exceeds the codebook's {n_levels} levels")
     nonzeros = nonzero_entries(c)
-    r = best_index_bits(c, vb, word_bits, max_bits=max_index_bits, gaps=gaps_of(nonzeros))
+    r = best_index_bits(c, vb, word_bits, max_bits=max_index_bits, gaps=gaps_of(nonzeros),
+                        max_filler_rate=max_filler_rate)
     rel = encode_relative(c, vb, r, word_bits, n_levels=n_levels, nonzeros=nonzeros)
     # Dense size follows from the shape: encode densely only if dense wins.
     d_rep = dense_report(c.shape[0], c.shape[1], vb, word_bits, n_levels, level_bits, bias_count, bias_bits)
@@ -128,7 +134,17 @@ def choose_format(
     be = break_even_ratio(vb, r, f_rate)
 
     dense = None
-    if r_rep["overall"] < d_rep["overall"]:
+    if force is not None:
+        mine, other = ("dense", "relative index") if force == "dense" else ("relative index", "dense")
+        ours, theirs = _fmt_pair(*((d_rep["overall"], r_rep["overall"]) if force == "dense"
+                                   else (r_rep["overall"], d_rep["overall"])))
+        fmt = force
+        if force == "dense":
+            dense = layer = encode_dense(c, vb, word_bits, n_levels=n_levels)
+        else:
+            layer = rel
+        reason = f"{mine} (forced): {ours} vs {other} {theirs}"
+    elif r_rep["overall"] < d_rep["overall"]:
         fmt, layer = "relative", rel
         rs, ds = _fmt_pair(r_rep["overall"], d_rep["overall"])
         reason = f"relative index: {rs} vs dense {ds}"

@@ -180,10 +180,12 @@ def relative_stored_bits(
 
 def best_index_bits(
     codes: np.ndarray, value_bits: int, word_bits: int = 32, max_bits: int = 16,
-    gaps: np.ndarray | None = None,
+    gaps: np.ndarray | None = None, max_filler_rate: float | None = None,
 ) -> int:
     """Index width r in 1..max_bits (and value_bits + r <= word_bits) minimising the
-    layer's overall stored bits; ties go to the smaller r.
+    layer's overall stored bits; ties go to the smaller r. ``max_filler_rate``: only widths
+    whose fillers are at most that fraction of the entries qualify (a filler costs an engine
+    cycle); when none does, the width with the fewest fillers.
 
     Codebook and bias bits do not depend on r, so only the packed stream and the
     row pointers are compared. ``gaps`` (from ``row_gaps``) saves a pass over a large layer.
@@ -199,8 +201,12 @@ def best_index_bits(
     g = row_gaps(c)[1] if gaps is None else gaps
     best_r, best_cost = 1, None
     for r in range(1, top + 1):  # <= 32 vectorised passes over the gaps
-        n = int(g.size) + _fillers_from_gaps(g, r)
+        fillers = _fillers_from_gaps(g, r)
+        n = int(g.size) + fillers
         cost = relative_stored_bits(c.shape[0], n, int(value_bits), r, int(word_bits))
+        if max_filler_rate is not None and fillers > max_filler_rate * n:
+            cost += 1 << 62  # disqualified: ranks after every qualifying width, fewest fillers first
+            cost += fillers
         if best_cost is None or cost < best_cost:
             best_r, best_cost = r, cost
     return best_r

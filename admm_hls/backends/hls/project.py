@@ -410,16 +410,18 @@ def _check_rel(path: str) -> str:
     return p.as_posix()
 
 
-def _rtl(graph: LayerGraph, top: str) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The Verilog of the same packed weights under rtl/, when the RTL backend covers the model
-    (one PE per layer, its ops so far); otherwise no files and the reason in the manifest."""
-    from ..rtl.render import render_rtl
+def _rtl(graph: LayerGraph, plan: BuildPlan) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The Verilog of the same packed weights and PE plan under rtl/, when the RTL backend covers
+    the model; otherwise no files and the reason in the manifest. Blob layers are on-chip ROMs
+    in the RTL (it has no m_axi master)."""
+    from ..rtl.render import layer_cycles, render_rtl
 
     try:
-        files = render_rtl(graph, make_plan(graph, pe=1, top=top, progress=False))
+        files = render_rtl(graph, plan)
     except ValueError as exc:
         return {}, {"written": False, "reason": str(exc)}
-    return files, {"written": True, "simulators": ["icarus", "verilator"]}
+    return files, {"written": True, "simulators": ["icarus", "verilator"], "weights": "rom",
+                   "cycles": layer_cycles(graph, plan)}
 
 
 def _add(files: dict[str, bytes], new: dict[str, bytes], what: str) -> None:
@@ -580,7 +582,7 @@ def build(
         _add(files, render.render_project_sources(graph, plan), "render.render_project_sources")
         if any(lp.placement == "blob" for lp in plan.layers.values()) and _blob_file(files) is None:
             _add(files, {BLOB_FILE: render.weight_blob(graph, plan)}, "render.weight_blob")
-        rtl_files, rtl_status = _rtl(graph, top)
+        rtl_files, rtl_status = _rtl(graph, plan)
         _add(files, rtl_files, "rtl.render_rtl")
         step("reference test vectors")
         _add(files, render.test_vectors(graph, x_int), "render.test_vectors")

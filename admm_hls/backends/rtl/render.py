@@ -1,18 +1,20 @@
 """Render a packed LayerGraph + BuildPlan into Verilog, memory images and a cocotb testbench.
 
-The RTL reads the SAME packed words as the HLS kernels: each weighted layer's ROM image is
-``hls.render.layer_words(graph, node, plan)`` (one PE), its row pointers
-``hls.render.layer_row_ptrs``. One engine per layer (``admm_wengine`` for conv and linear, sparse
-or dense; ``admm_maxpool``), run one layer at a time by the top module over on-chip feature-map
-arrays. Flatten is an alias (NCHW order is the buffer order).
+The RTL reads the SAME packed words and the SAME PE plan as the HLS kernels: PE k of a weighted
+layer has the ROM image ``hls.render.layer_words(graph, node, plan)[k]`` and the row pointers
+``hls.render.layer_row_ptrs``. Engines: ``admm_wengine`` (one PE of a conv or linear layer,
+sparse or dense; P instances side by side), ``admm_pool`` (max or average) and ``admm_eltwise``
+(residual add, one input of a concat, standalone ReLU). The top module runs one layer at a time
+over on-chip feature-map arrays. Flatten is an alias (NCHW order is the buffer order). Layers the
+HLS plan puts in the off-chip blob are on-chip ROMs here.
 
     files = render_rtl(graph, plan)   # {"rtl/...": bytes}, deterministic
 
-Files: ``rtl/<top>.v``, ``rtl/admm_wengine.v``, ``rtl/admm_maxpool.v``, ``rtl/mem/*.mem``
-($readmemh images, paths relative to ``rtl/``), ``rtl/tb_<top>.py`` (cocotb tests) and
-``rtl/run_cocotb.py`` (cocotb's Python runner; ``python rtl/run_cocotb.py --sim icarus``).
-The testbench reads the HLS project's test vectors (``tb/data/input.bin``, ``expected.bin``,
-``meta.txt``; see ``hls.render.test_vectors``).
+Files: ``rtl/<top>.v``, one ``rtl/<module>.v`` per engine, ``rtl/mem/*.mem`` ($readmemh images,
+paths relative to ``rtl/``), ``rtl/engines.json`` (every engine instance and its parameters),
+``rtl/tb_<top>.py`` (cocotb tests) and ``rtl/run_cocotb.py`` (cocotb's Python runner;
+``python rtl/run_cocotb.py --sim icarus``). The testbench reads the HLS project's test vectors
+(``tb/data/input.bin``, ``expected.bin``, ``meta.txt``; see ``hls.render.test_vectors``).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from ..hls.plan import BuildPlan
 BANNER = hls_render.BANNER
 WORD_BITS = 32
 WEIGHTED = ("conv", "linear")
-SUPPORTED = ("input", "output", "conv", "linear", "maxpool", "flatten")
+SUPPORTED = ("input", "output", "conv", "linear", "maxpool", "avgpool", "add", "concat", "relu", "flatten")
+MODULES = ("admm_wengine", "admm_pool", "admm_eltwise")
 
 __all__ = ["render_rtl", "write_rtl", "layer_cycles", "rtl_names", "BANNER", "SUPPORTED"]
 
@@ -72,7 +75,7 @@ def _verilog_params(items: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     for k, v in items:
         if isinstance(v, str):
             out.append((k, f'"{v}"'))
-        elif k == "M0":
+        elif k.startswith("M0"):
             out.append((k, f"64'd{int(v)}"))
         else:
             out.append((k, str(int(v))))
@@ -80,17 +83,14 @@ def _verilog_params(items: list[tuple[str, Any]]) -> list[tuple[str, str]]:
 
 
 def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bits: int, files: dict):
+    """(instances, comment) of a conv/linear layer: one ``admm_wengine`` per PE that has rows."""
     lp = plan.layers.get(node.name)
     if lp is None:
         raise ValueError(f"the build plan has no entry for weighted layer {node.name}")
-    if lp.pe != 1:
-        raise ValueError(f"{node.where()}: the RTL backend has one PE per layer so far; plan it with pe=1")
     packed = node.packed
     layer = packed.layer
     if packed.format not in ("relative", "dense"):
         raise ValueError(f"{node.where()}: the RTL backend has no engine for weight format '{packed.format}'")
-    (words,) = hls_render.layer_words(graph, node.name, plan)
-    (ptr,) = hls_render.layer_row_ptrs(graph, node.name, plan)
     vb = int(layer.value_bits)
     eb = vb + int(layer.index_bits) if packed.format == "relative" else vb
     levels = np.asarray(packed.codebook.levels, dtype=np.int64)
@@ -101,10 +101,10 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bi
         raise ValueError(f"{node.where()}: {bias.size} biases for {rows} rows")
     acc_bits = int(q["acc_bits"])
     # Re-prove the bound from the packed stream (no dense decode): sum |level| per row.
-    fields = hls_render._stream(node).fields
-    codes = fields & ((1 << vb) - 1)
+    stream = hls_render._stream(node)
+    codes = stream.fields & ((1 << vb) - 1)
     table = np.concatenate([np.zeros(1, np.int64), np.abs(levels)])
-    row_of = np.repeat(np.arange(rows), np.diff(ptr))
+    row_of = np.repeat(np.arange(rows), np.diff(stream.ptr))
     sums = np.bincount(row_of, weights=table[codes], minlength=rows).astype(np.int64)
     bound = int((sums * -qrange(act_bits)[0] + np.abs(bias)).max()) if rows else 0
     if bits_for(bound) > acc_bits or acc_bits > 32:
@@ -113,11 +113,6 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bi
     if not (0 < int(m.m0) < 2**31 and 1 <= int(m.shift) <= 62):
         raise ValueError(f"{node.where()}: multiplier outside the contract")
     level_bits = max(2, signed_width(levels))
-    stem = f"mem/{ident}"
-    files[f"rtl/{stem}_words.mem"] = _mem(np.asarray(words, dtype=np.int64), 32)
-    files[f"rtl/{stem}_codebook.mem"] = _mem(levels, level_bits)
-    files[f"rtl/{stem}_bias.mem"] = _mem(bias, acc_bits)
-    files[f"rtl/{stem}_row_ptr.mem"] = _mem(ptr, 32)
     (src,) = graph.inputs(node.name)
     if node.op == "conv":
         cin, h, w = graph[src].shape
@@ -134,29 +129,100 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bi
             raise ValueError(f"{node.where()}: packed {rows}x{cols} does not match {node.shape[0]}x{fin}")
         geo = dict(CIN=fin, H=1, W=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, HO=1, WO=1)
         what = f"linear {fin} -> {rows}"
-    params = [("ROWS", rows), ("COLS", cols), *geo.items(), ("VB", vb), ("EB", eb),
-              ("PER_WORD", WORD_BITS // eb), ("N_WORDS", max(1, int(np.asarray(words).size))),
-              ("N_LEVELS", max(1, levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", acc_bits),
-              ("ACT_BITS", act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)), ("RELU", int(bool(node.relu))),
-              ("WORDS_FILE", f"{stem}_words.mem"), ("CODEBOOK_FILE", f"{stem}_codebook.mem"),
-              ("BIAS_FILE", f"{stem}_bias.mem"), ("PTR_FILE", f"{stem}_row_ptr.mem")]
+    files[f"rtl/mem/{ident}_codebook.mem"] = _mem(levels, level_bits)
+    per_pe = zip(lp.rows, hls_render.layer_words(graph, node.name, plan),
+                 hls_render.layer_row_ptrs(graph, node.name, plan))
+    instances = []
+    for k, (pe_rows, words, ptr) in enumerate(per_pe):
+        if len(pe_rows) == 0:
+            continue  # more PEs than rows: this one has nothing to compute
+        stem = f"mem/{ident}" if lp.pe == 1 else f"mem/{ident}_pe{k}"
+        files[f"rtl/{stem}_words.mem"] = _mem(np.asarray(words, dtype=np.int64), 32)
+        files[f"rtl/{stem}_bias.mem"] = _mem(bias[np.asarray(pe_rows)], acc_bits)
+        files[f"rtl/{stem}_row_ptr.mem"] = _mem(ptr, 32)
+        files[f"rtl/{stem}_row_map.mem"] = _mem(pe_rows, 32)
+        params = [("ROWS", len(pe_rows)), ("COLS", cols), *geo.items(), ("VB", vb), ("EB", eb),
+                  ("PER_WORD", WORD_BITS // eb), ("N_WORDS", max(1, int(np.asarray(words).size))),
+                  ("N_LEVELS", max(1, levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", acc_bits),
+                  ("ACT_BITS", act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)),
+                  ("RELU", int(bool(node.relu))), ("WORDS_FILE", f"{stem}_words.mem"),
+                  ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"), ("BIAS_FILE", f"{stem}_bias.mem"),
+                  ("PTR_FILE", f"{stem}_row_ptr.mem"), ("ROWMAP_FILE", f"{stem}_row_map.mem")]
+        instances.append(dict(id=ident if lp.pe == 1 else f"{ident}_pe{k}", pe=k, module="admm_wengine",
+                              params=_verilog_params(params), srcs=[src]))
+    entries = int(stream.ptr[-1])
     comment = (f"{node.name}: {what}, {packed.format} weights ({vb}-bit codes"
-               + (f", {layer.index_bits}-bit gaps, {int(ptr[-1])} entries" if packed.format == "relative" else "")
-               + f"), {acc_bits}-bit accumulator" + (", ReLU" if node.relu else ""))
-    return "admm_wengine", _verilog_params(params), comment
+               + (f", {layer.index_bits}-bit gaps, {entries} entries" if packed.format == "relative" else "")
+               + f"), {acc_bits}-bit accumulator" + (", ReLU" if node.relu else "")
+               + (f", {len(instances)} PEs" if len(instances) > 1 else ""))
+    return instances, comment
 
 
-def _maxpool(graph: LayerGraph, node: Node, act_bits: int):
+def _pool(graph: LayerGraph, node: Node, act_bits: int):
     (src,) = graph.inputs(node.name)
     c, h, w = graph[src].shape
     _, ho, wo = node.shape
     p = node.params
     (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
-    if node.relu:
-        raise ValueError(f"{node.where()}: a ReLU fused into max-pool is not supported by the RTL backend")
-    params = dict(C=c, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, HO=ho, WO=wo, ACT_BITS=act_bits)
-    comment = f"{node.name}: max-pool {kh}x{kw} stride {sh}x{sw} padding {ph}x{pw}, {c}x{h}x{w} -> {c}x{ho}x{wo}"
-    return "admm_maxpool", _verilog_params(list(params.items())), comment
+    avg = node.op == "avgpool"
+    m = node.quant["multiplier"] if avg else None
+    if avg and kh * kw * 2 ** (act_bits - 1) >= 2**31:
+        raise ValueError(f"{node.where()}: a {kh}x{kw} window sum does not fit the pool engine's 32 bits")
+    params = dict(C=c, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, HO=ho, WO=wo, ACT_BITS=act_bits,
+                  AVG=int(avg), M0=int(m.m0) if avg else 1 << 30, SHIFT=int(m.shift) if avg else 30,
+                  RELU=int(bool(node.relu)))
+    kind = "average" if avg else "max"
+    comment = (f"{node.name}: {kind}-pool {kh}x{kw} stride {sh}x{sw} padding {ph}x{pw}, {c}x{h}x{w} -> "
+               f"{c}x{ho}x{wo}" + (", ReLU" if node.relu else ""))
+    inst = dict(id=None, pe=0, module="admm_pool", params=_verilog_params(list(params.items())), srcs=[src])
+    return [inst], comment
+
+
+IDENTITY = (1 << 30, 30)  # M0, SHIFT of the exact identity: (x * 2^30 + 2^29) >> 30 == x
+
+
+def _eltwise(graph: LayerGraph, node: Node, act_bits: int):
+    srcs = graph.inputs(node.name)
+    size = _size(node.shape)
+    base = dict(N=size, INPUTS=1, OUT_OFFSET=0, ACT_BITS=act_bits, M0A=IDENTITY[0], M0B=0, SHIFT=IDENTITY[1],
+                RELU=int(bool(node.relu)))
+    if node.op == "relu":
+        insts = [dict(base, RELU=1)]
+        what = "ReLU"
+    elif node.op == "add":
+        ma, mb = node.quant["multipliers"]
+        if ma.shift != mb.shift:
+            raise ValueError(f"{node.where()}: the add's two multipliers must share one shift")
+        insts = [dict(base, INPUTS=2, M0A=int(ma.m0), M0B=int(mb.m0), SHIFT=int(ma.shift))]
+        what = "residual add" + (", ReLU" if node.relu else "")
+    else:  # concat along channels: input k lands after the values of inputs 0..k-1 (NCHW)
+        if node.relu:
+            raise ValueError(f"{node.where()}: a ReLU fused into concat is not part of the contract")
+        insts, offset = [], 0
+        for s, mult in zip(srcs, node.quant["multipliers"]):
+            n = _size(graph[s].shape)
+            insts.append(dict(base, N=n, OUT_OFFSET=offset, M0A=int(mult.m0), SHIFT=int(mult.shift)))
+            offset += n
+        what = f"channel concat of {len(srcs)} inputs"
+    for p in insts:
+        if not (0 <= p["M0A"] < 2**31 and 0 <= p["M0B"] < 2**31 and 1 <= p["SHIFT"] <= 62):
+            raise ValueError(f"{node.where()}: multiplier outside the contract")
+    out = []
+    for k, p in enumerate(insts):
+        inputs = srcs if node.op == "add" else [srcs[k]] if node.op == "concat" else srcs
+        out.append(dict(id=None if len(insts) == 1 else k, pe=k, module="admm_eltwise",
+                        params=_verilog_params(list(p.items())), srcs=list(inputs)))
+    return out, f"{node.name}: {what}, {'x'.join(map(str, node.shape))}"
+
+
+def _engines_json(layers: list[dict]) -> bytes:
+    """Every engine instance with its module and Verilog parameter values: what a synthesis run
+    of one engine needs (memory-image paths are relative to ``rtl/``)."""
+    import json
+
+    rows = [dict(layer=l["id"], node=l["name"], instance=i["id"], pe=i["pe"], module=i["module"],
+                 params=dict(i["params"])) for l in layers for i in l["insts"]]
+    return (json.dumps(rows, indent=1) + "\n").encode()
 
 
 def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
@@ -171,7 +237,7 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
         if node.shape is None:
             raise ValueError(f"{node.where()} has no shape: run infer_shapes first")
     top = plan.top
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", top) or top in ("admm_wengine", "admm_maxpool"):
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", top) or top in MODULES:
         raise ValueError(f"top name {top!r} is not a plain identifier or collides with an RTL module name")
     names = rtl_names(graph)
     tensor = tensor_of(graph)
@@ -181,15 +247,23 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
         if tensor[node.name] == node.name:
             buffers.append(dict(name=f"fm_{names[node.name]}", size=_size(node.shape), node=node.name,
                                 shape="x".join(map(str, node.shape))))
+        ident = names[node.name]
         if node.op in WEIGHTED:
-            module, params, comment = _weighted(graph, node, plan, names[node.name], act_bits, files)
-        elif node.op == "maxpool":
-            module, params, comment = _maxpool(graph, node, act_bits)
+            insts, comment = _weighted(graph, node, plan, ident, act_bits, files)
+        elif node.op in ("maxpool", "avgpool"):
+            insts, comment = _pool(graph, node, act_bits)
+        elif node.op in ("add", "concat", "relu"):
+            insts, comment = _eltwise(graph, node, act_bits)
         else:
             continue
-        (src,) = graph.inputs(node.name)
-        layers.append(dict(id=names[node.name], name=node.name, module=module, params=params, comment=comment,
-                           src=f"fm_{names[tensor[src]]}", dst=f"fm_{names[node.name]}"))
+        for inst in insts:
+            if inst["id"] is None:
+                inst["id"] = ident
+            elif isinstance(inst["id"], int):
+                inst["id"] = f"{ident}_in{inst['id']}"
+            inst["srcs"] = [f"fm_{names[tensor[s]]}" for s in inst["srcs"]]
+        layers.append(dict(id=ident, name=node.name, comment=comment, insts=insts, dst=f"fm_{ident}",
+                           index=len(layers)))
     if not layers:
         raise ValueError("the model has no layer the RTL backend computes")
     if len(layers) > 255:
@@ -203,21 +277,22 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
                out_size=_size(graph[last].shape), buffers=buffers, layers=layers,
                in_buf=f"fm_{names[inp.name]}", out_buf=f"fm_{names[tensor[last]]}", out_tdata=out_tdata)
     files[f"rtl/{top}.v"] = _render("top.v.j2", **ctx)
-    files["rtl/admm_wengine.v"] = _render("admm_wengine.v.j2")
-    files["rtl/admm_maxpool.v"] = _render("admm_maxpool.v.j2")
+    for module in MODULES:
+        files[f"rtl/{module}.v"] = _render(f"{module}.v.j2")
     layer_ids = [l["id"] for l in layers]
     files[f"rtl/tb_{top}.py"] = _render("tb.py.j2", top=top, layers=layer_ids, act_bits=act_bits,
                                         stream_bits=stream_bits)
+    files["rtl/engines.json"] = _engines_json(layers)
     files["rtl/run_cocotb.py"] = _render("run_cocotb.py.j2", top=top,
-                                         sources=[f"{top}.v", "admm_wengine.v", "admm_maxpool.v"])
+                                         sources=[f"{top}.v", *(f"{m}.v" for m in MODULES)])
     return dict(sorted(files.items()))
 
 
-def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None) -> list[str]:
+def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None, pe: int = 1,
+              pe_layers: dict[str, int] | None = None) -> list[str]:
     """Add ``rtl/`` to an existing project folder (an HLS project from ``admm-hls build`` has the
-    test vectors the testbench reads in ``tb/data``). The RTL has one PE per layer whatever the
-    HLS plan says: its plan is made here with ``pe=1`` (same packed words). Returns the paths
-    written, relative to the project."""
+    test vectors the testbench reads in ``tb/data``), planned with ``pe`` / ``pe_layers`` as
+    ``build`` does (same packed words). Returns the paths written, relative to the project."""
     import json
     from pathlib import Path
 
@@ -227,7 +302,7 @@ def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None) -> list
     if top is None:
         manifest = project / "manifest.json"
         top = json.loads(manifest.read_text()).get("top", "admm_top") if manifest.is_file() else "admm_top"
-    files = render_rtl(graph, make_plan(graph, pe=1, top=top, progress=False))
+    files = render_rtl(graph, make_plan(graph, pe=pe, pe_layers=pe_layers, top=top, progress=False))
     for rel, data in files.items():
         path = project / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -235,23 +310,34 @@ def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None) -> list
     return list(files)
 
 
-def layer_cycles(graph: LayerGraph) -> dict[str, int]:
+# Cycles an engine spends beyond its issue slots: start, pipeline drain and done.
+ENGINE_OVERHEAD = {"admm_wengine": 7, "admm_pool": 6, "admm_eltwise": 6}
+
+
+def layer_cycles(graph: LayerGraph, plan: BuildPlan | None = None) -> dict[str, int]:
     """Exact cycles per layer of the rendered RTL ({Verilog identifier: cycles}), from the packed
-    streams alone: a conv/linear engine issues one entry per cycle (fillers included; an empty
-    row issues one bubble) at every output position, back to back, plus 7 cycles of start, pipeline
-    drain and done; a max-pool one window element per cycle plus 5."""
+    streams and the PE plan alone (one PE per layer without a plan). A conv/linear PE issues one
+    entry per cycle (fillers included; an empty row issues one bubble) of each of its rows at
+    every output position, back to back; the layer takes as long as its slowest PE. A pool
+    engine issues one window element per cycle, an element-wise engine one element per cycle
+    (a concat's inputs in parallel)."""
+    from ..hls.pe import row_entries
+
     names = rtl_names(graph)
     out = {}
     for node in graph.topo():
         if node.op in WEIGHTED:
-            layer = node.packed.layer
-            if node.packed.format == "relative":
-                per_row = np.diff(np.asarray(layer.row_ptr, dtype=np.int64))
-            else:
-                per_row = np.full(layer.rows, layer.cols, dtype=np.int64)
+            per_row = np.maximum(row_entries(node.packed), 1)
             positions = node.shape[1] * node.shape[2] if node.op == "conv" else 1
-            out[names[node.name]] = positions * int(np.maximum(per_row, 1).sum()) + 7
-        elif node.op == "maxpool":
+            groups = plan.layers[node.name].rows if plan is not None else (np.arange(per_row.size),)
+            slowest = max(int(per_row[np.asarray(rows, dtype=np.int64)].sum()) for rows in groups)
+            out[names[node.name]] = positions * slowest + ENGINE_OVERHEAD["admm_wengine"]
+        elif node.op in ("maxpool", "avgpool"):
             kh, kw = node.params["kernel"]
-            out[names[node.name]] = _size(node.shape) * kh * kw + 5
+            out[names[node.name]] = _size(node.shape) * kh * kw + ENGINE_OVERHEAD["admm_pool"]
+        elif node.op in ("add", "relu"):
+            out[names[node.name]] = _size(node.shape) + ENGINE_OVERHEAD["admm_eltwise"]
+        elif node.op == "concat":
+            largest = max(_size(graph[s].shape) for s in graph.inputs(node.name))
+            out[names[node.name]] = largest + ENGINE_OVERHEAD["admm_eltwise"]
     return out
