@@ -14,7 +14,9 @@ reference, and its measured per-layer cycles checked against the closed-form mod
 (``backends.rtl.render.layer_cycles``). Reported per design: cycles per inference (all, and the
 conv/linear layers), cycle reduction vs dense at the same PE count next to the MAC reduction
 (dense MACs / nonzero MACs), and utilization = nonzero MACs / (PEs x conv/linear cycles): one
-nonzero MAC per PE per cycle is the ideal. Results: benchmarks/results/rtl_cycles.json.
+nonzero MAC per PE per cycle is the ideal. A PE budget of P per layer is spent as row groups x
+position bands (``backends.rtl.plan``); the sequencer runs one layer at a time, so the
+max-pools (one engine each) and the input load are the same at every P. Results: benchmarks/results/rtl_cycles.json.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ def inputs(graph, n: int, data_dir: str | None) -> tuple[np.ndarray, str]:
 
 def measure(variant: str, options: dict, pe: int, args, work: Path) -> dict:
     from admm_hls.backends.hls.pe import row_nonzeros
-    from admm_hls.backends.hls.project import build, make_plan
+    from admm_hls.backends.hls.project import build
+    from admm_hls.backends.rtl.plan import rtl_plan
     from admm_hls.backends.rtl.render import layer_cycles, rtl_names
     from admm_hls.ir.lower import lower
     from admm_hls.resources import resource_dir
@@ -77,7 +80,7 @@ def measure(variant: str, options: dict, pe: int, args, work: Path) -> dict:
     result = run_rtlsim(folder, args.sim, n=args.n)
     if not result.passed:
         raise SystemExit(f"{variant} at {pe} PEs: RTL does not match the reference: {result.failures[:3]}")
-    model = layer_cycles(graph, make_plan(graph, pe=pe, progress=False))
+    model = layer_cycles(graph, *rtl_plan(graph, pe=pe))
     measured = result.layer_cycles[0]
     if any(measured[k] != v for k, v in model.items()):
         raise SystemExit(f"{variant} at {pe} PEs: measured cycles {measured} differ from the model {model}")

@@ -145,10 +145,10 @@ def lenet_pe_design(tmp_path_factory, lenet_design):
 
 def assert_cycle_model(graph, result, pe: int = 1):
     """Per-layer cycles are data independent and follow the packed streams and the PE plan exactly."""
-    from admm_hls.backends.hls.project import make_plan
+    from admm_hls.backends.rtl.plan import rtl_plan
     from admm_hls.backends.rtl.render import layer_cycles
 
-    model = layer_cycles(graph, make_plan(graph, pe=pe, progress=False))
+    model = layer_cycles(graph, *rtl_plan(graph, pe=pe))
     for measured in result.layer_cycles:
         assert {k: measured[k] for k in model} == model
 

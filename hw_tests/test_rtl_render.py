@@ -65,3 +65,30 @@ def test_each_pe_reads_its_hls_stream():
             assert read("row_map") == [int(r) for r in lp.rows[k]]
             seen += read("row_map")
         assert sorted(seen) == list(range(node.packed.layer.rows))
+
+
+def test_position_bands_split_a_few_row_layer():
+    """A conv with 3 filters and a budget of 6 PEs: row groups x position bands, every output
+    row of every group computed by exactly one PE, and the cycle model drops accordingly."""
+    import json
+
+    from admm_hls.backends.rtl.plan import band_ranges, rtl_plan
+    from admm_hls.backends.rtl.render import layer_cycles
+
+    graph = _graph()
+    (conv,) = graph.nodes_of("conv")
+    plan, bands = rtl_plan(graph, pe=6)
+    ho = conv.shape[1]
+    assert len(bands[conv.name]) > 1 and plan.layers[conv.name].pe * len(bands[conv.name]) <= 6
+    assert band_ranges(7, 3) == [(0, 2), (2, 4), (4, 7)]
+    engines = json.loads(render_rtl(graph, plan, bands)["rtl/engines.json"])
+    mine = [e for e in engines if e["node"] == conv.name]
+    assert len(mine) == plan.layers[conv.name].pe * len(bands[conv.name])
+    for group in {e["group"] for e in mine}:
+        covered = sorted(tuple(e["band"]) for e in mine if e["group"] == group)
+        assert covered[0][0] == 0 and covered[-1][1] == ho
+        assert all(a[1] == b[0] for a, b in zip(covered, covered[1:]))
+    one = layer_cycles(graph, *rtl_plan(graph, pe=1))
+    six = layer_cycles(graph, plan, bands)
+    ident = rtl_names(graph)[conv.name]
+    assert six[ident] < one[ident] / 2

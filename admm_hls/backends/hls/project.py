@@ -410,18 +410,25 @@ def _check_rel(path: str) -> str:
     return p.as_posix()
 
 
-def _rtl(graph: LayerGraph, plan: BuildPlan) -> tuple[dict[str, bytes], dict[str, Any]]:
-    """The Verilog of the same packed weights and PE plan under rtl/, when the RTL backend covers
-    the model; otherwise no files and the reason in the manifest. Blob layers are on-chip ROMs
-    in the RTL (it has no m_axi master)."""
+def _rtl(graph: LayerGraph, plan: BuildPlan, pe: int, pe_layers: dict[str, int] | None
+         ) -> tuple[dict[str, bytes], dict[str, Any]]:
+    """The Verilog of the same packed weights under rtl/, with the same PE budget per layer
+    (spent as row groups x position bands: ``rtl.plan``), when the RTL backend covers the model;
+    otherwise no files and the reason in the manifest. Blob layers are on-chip ROMs in the RTL
+    (it has no m_axi master)."""
+    from ..rtl.plan import rtl_plan
     from ..rtl.render import layer_cycles, render_rtl
 
     try:
-        files = render_rtl(graph, plan)
+        rplan, bands = rtl_plan(graph, pe=pe, pe_layers=pe_layers, top=plan.top, part=plan.part,
+                                clock_ns=plan.clock_ns)
+        files = render_rtl(graph, rplan, bands)
     except ValueError as exc:
         return {}, {"written": False, "reason": str(exc)}
+    layers = {name: {"row_groups": rplan.layers[name].pe, "bands": [list(b) for b in bands[name]]}
+              for name in sorted(bands)}
     return files, {"written": True, "simulators": ["icarus", "verilator"], "weights": "rom",
-                   "cycles": layer_cycles(graph, plan)}
+                   "pe": layers, "cycles": layer_cycles(graph, rplan, bands)}
 
 
 def _add(files: dict[str, bytes], new: dict[str, bytes], what: str) -> None:
@@ -582,7 +589,7 @@ def build(
         _add(files, render.render_project_sources(graph, plan), "render.render_project_sources")
         if any(lp.placement == "blob" for lp in plan.layers.values()) and _blob_file(files) is None:
             _add(files, {BLOB_FILE: render.weight_blob(graph, plan)}, "render.weight_blob")
-        rtl_files, rtl_status = _rtl(graph, plan)
+        rtl_files, rtl_status = _rtl(graph, plan, pe, pe_layers)
         _add(files, rtl_files, "rtl.render_rtl")
         step("reference test vectors")
         _add(files, render.test_vectors(graph, x_int), "render.test_vectors")

@@ -82,8 +82,10 @@ def _verilog_params(items: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bits: int, files: dict):
-    """(instances, comment) of a conv/linear layer: one ``admm_wengine`` per PE that has rows."""
+def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, bands: list[tuple[int, int]] | None, ident: str,
+              act_bits: int, files: dict):
+    """(instances, comment) of a conv/linear layer: one ``admm_wengine`` per (row group with
+    rows, position band)."""
     lp = plan.layers.get(node.name)
     if lp is None:
         raise ValueError(f"the build plan has no entry for weighted layer {node.name}")
@@ -122,12 +124,14 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bi
         if cols != cin * kh * kw or rows != cout:
             raise ValueError(f"{node.where()}: packed {rows}x{cols} does not match the conv shape")
         geo = dict(CIN=cin, H=h, W=w, KH=kh, KW=kw, SH=sh, SW=sw, PH=ph, PW=pw, HO=ho, WO=wo)
+        bands = bands or [(0, ho)]
         what = f"conv {cin}x{h}x{w} -> {cout}x{ho}x{wo}, kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}"
     else:
         (fin,) = graph[src].shape
         if cols != fin or rows != node.shape[0]:
             raise ValueError(f"{node.where()}: packed {rows}x{cols} does not match {node.shape[0]}x{fin}")
         geo = dict(CIN=fin, H=1, W=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, HO=1, WO=1)
+        bands = bands or [(0, 1)]
         what = f"linear {fin} -> {rows}"
     files[f"rtl/mem/{ident}_codebook.mem"] = _mem(levels, level_bits)
     per_pe = zip(lp.rows, hls_render.layer_words(graph, node.name, plan),
@@ -141,20 +145,30 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, ident: str, act_bi
         files[f"rtl/{stem}_bias.mem"] = _mem(bias[np.asarray(pe_rows)], acc_bits)
         files[f"rtl/{stem}_row_ptr.mem"] = _mem(ptr, 32)
         files[f"rtl/{stem}_row_map.mem"] = _mem(pe_rows, 32)
-        params = [("ROWS", len(pe_rows)), ("COLS", cols), *geo.items(), ("VB", vb), ("EB", eb),
-                  ("PER_WORD", WORD_BITS // eb), ("N_WORDS", max(1, int(np.asarray(words).size))),
-                  ("N_LEVELS", max(1, levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", acc_bits),
-                  ("ACT_BITS", act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)),
-                  ("RELU", int(bool(node.relu))), ("WORDS_FILE", f"{stem}_words.mem"),
-                  ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"), ("BIAS_FILE", f"{stem}_bias.mem"),
-                  ("PTR_FILE", f"{stem}_row_ptr.mem"), ("ROWMAP_FILE", f"{stem}_row_map.mem")]
-        instances.append(dict(id=ident if lp.pe == 1 else f"{ident}_pe{k}", pe=k, module="admm_wengine",
-                              params=_verilog_params(params), srcs=[src]))
+        for lo, hi in bands:
+            if not 0 <= lo < hi <= geo["HO"]:
+                raise ValueError(f"{node.where()}: position band {lo}..{hi} outside 0..{geo['HO']}")
+            params = [("ROWS", len(pe_rows)), ("COLS", cols), *geo.items(), ("VB", vb), ("EB", eb),
+                      ("PER_WORD", WORD_BITS // eb), ("N_WORDS", max(1, int(np.asarray(words).size))),
+                      ("N_LEVELS", max(1, levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", acc_bits),
+                      ("ACT_BITS", act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)),
+                      ("RELU", int(bool(node.relu))), ("WORDS_FILE", f"{stem}_words.mem"),
+                      ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"), ("BIAS_FILE", f"{stem}_bias.mem"),
+                      ("PTR_FILE", f"{stem}_row_ptr.mem"), ("ROWMAP_FILE", f"{stem}_row_map.mem"),
+                      ("OY_LO", lo), ("OY_HI", hi)]
+            instances.append(dict(id=len(instances), pe=len(instances), group=k, band=[lo, hi],
+                                  module="admm_wengine", params=_verilog_params(params), srcs=[src]))
+    if len(instances) == 1:
+        instances[0]["id"] = ident
+    for inst in instances:
+        if isinstance(inst["id"], int):
+            inst["id"] = f"{ident}_pe{inst['id']}"
     entries = int(stream.ptr[-1])
     comment = (f"{node.name}: {what}, {packed.format} weights ({vb}-bit codes"
                + (f", {layer.index_bits}-bit gaps, {entries} entries" if packed.format == "relative" else "")
                + f"), {acc_bits}-bit accumulator" + (", ReLU" if node.relu else "")
-               + (f", {len(instances)} PEs" if len(instances) > 1 else ""))
+               + (f", {len(instances)} PEs" if len(instances) > 1 else "")
+               + (f" ({len(instances) // len(bands)} row groups x {len(bands)} position bands)" if len(bands) > 1 else ""))
     return instances, comment
 
 
@@ -221,12 +235,16 @@ def _engines_json(layers: list[dict]) -> bytes:
     import json
 
     rows = [dict(layer=l["id"], node=l["name"], instance=i["id"], pe=i["pe"], module=i["module"],
-                 params=dict(i["params"])) for l in layers for i in l["insts"]]
+                 **{k: i[k] for k in ("group", "band") if k in i}, params=dict(i["params"]))
+            for l in layers for i in l["insts"]]
     return (json.dumps(rows, indent=1) + "\n").encode()
 
 
-def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
-    """Every RTL file of the project, keyed by path under ``rtl/`` (deterministic)."""
+def render_rtl(graph: LayerGraph, plan: BuildPlan, bands: dict[str, list[tuple[int, int]]] | None = None
+               ) -> dict[str, bytes]:
+    """Every RTL file of the project, keyed by path under ``rtl/`` (deterministic). ``plan``'s
+    PEs of a weighted layer are its row groups; ``bands`` (from ``rtl.plan.rtl_plan``) splits
+    each group's output rows over several PEs (default: one band, the plain row plan)."""
     act_bits = _act_bits(graph)
     if not 2 <= act_bits <= 16:
         raise ValueError(f"activation width {act_bits} is not supported by the RTL backend (2..16)")
@@ -249,7 +267,7 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
                                 shape="x".join(map(str, node.shape))))
         ident = names[node.name]
         if node.op in WEIGHTED:
-            insts, comment = _weighted(graph, node, plan, ident, act_bits, files)
+            insts, comment = _weighted(graph, node, plan, (bands or {}).get(node.name), ident, act_bits, files)
         elif node.op in ("maxpool", "avgpool"):
             insts, comment = _pool(graph, node, act_bits)
         elif node.op in ("add", "concat", "relu"):
@@ -291,18 +309,19 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan) -> dict[str, bytes]:
 def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None, pe: int = 1,
               pe_layers: dict[str, int] | None = None) -> list[str]:
     """Add ``rtl/`` to an existing project folder (an HLS project from ``admm-hls build`` has the
-    test vectors the testbench reads in ``tb/data``), planned with ``pe`` / ``pe_layers`` as
-    ``build`` does (same packed words). Returns the paths written, relative to the project."""
+    test vectors the testbench reads in ``tb/data``), with a PE budget of ``pe`` per layer
+    (``pe_layers`` per layer) spent as ``rtl.plan.rtl_plan`` decides. Returns the paths written,
+    relative to the project."""
     import json
     from pathlib import Path
 
-    from ..hls.project import make_plan
+    from .plan import rtl_plan
 
     project = Path(project_dir)
     if top is None:
         manifest = project / "manifest.json"
         top = json.loads(manifest.read_text()).get("top", "admm_top") if manifest.is_file() else "admm_top"
-    files = render_rtl(graph, make_plan(graph, pe=pe, pe_layers=pe_layers, top=top, progress=False))
+    files = render_rtl(graph, *rtl_plan(graph, pe=pe, pe_layers=pe_layers, top=top))
     for rel, data in files.items():
         path = project / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,24 +333,27 @@ def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None, pe: int
 ENGINE_OVERHEAD = {"admm_wengine": 7, "admm_pool": 6, "admm_eltwise": 6}
 
 
-def layer_cycles(graph: LayerGraph, plan: BuildPlan | None = None) -> dict[str, int]:
+def layer_cycles(graph: LayerGraph, plan: BuildPlan | None = None,
+                 bands: dict[str, list[tuple[int, int]]] | None = None) -> dict[str, int]:
     """Exact cycles per layer of the rendered RTL ({Verilog identifier: cycles}), from the packed
-    streams and the PE plan alone (one PE per layer without a plan). A conv/linear PE issues one
-    entry per cycle (fillers included; an empty row issues one bubble) of each of its rows at
-    every output position, back to back; the layer takes as long as its slowest PE. A pool
+    streams, the row groups of ``plan`` and the position ``bands`` alone (one PE per layer
+    without them). A conv/linear PE issues one entry per cycle (fillers included; an empty row
+    issues one bubble) of each of its rows at every output position of its band, back to back;
+    the layer takes as long as its slowest PE. A pool
     engine issues one window element per cycle, an element-wise engine one element per cycle
     (a concat's inputs in parallel)."""
-    from ..hls.pe import row_entries
+    from .plan import row_cycles
 
     names = rtl_names(graph)
     out = {}
     for node in graph.topo():
         if node.op in WEIGHTED:
-            per_row = np.maximum(row_entries(node.packed), 1)
-            positions = node.shape[1] * node.shape[2] if node.op == "conv" else 1
+            per_row = row_cycles(node.packed)
+            ho, wo = (node.shape[1], node.shape[2]) if node.op == "conv" else (1, 1)
             groups = plan.layers[node.name].rows if plan is not None else (np.arange(per_row.size),)
             slowest = max(int(per_row[np.asarray(rows, dtype=np.int64)].sum()) for rows in groups)
-            out[names[node.name]] = positions * slowest + ENGINE_OVERHEAD["admm_wengine"]
+            band = max(hi - lo for lo, hi in (bands or {}).get(node.name, [(0, ho)]))
+            out[names[node.name]] = band * wo * slowest + ENGINE_OVERHEAD["admm_wengine"]
         elif node.op in ("maxpool", "avgpool"):
             kh, kw = node.params["kernel"]
             out[names[node.name]] = _size(node.shape) * kh * kw + ENGINE_OVERHEAD["admm_pool"]
