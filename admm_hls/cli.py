@@ -41,6 +41,7 @@ def _shipped_lenet5():
 
 
 CALIBRATION_IMAGES = 1024
+WEIGHT_FORMATS = ("auto", "dense", "relative")
 
 
 def _add_lowering_options(p: argparse.ArgumentParser) -> None:
@@ -48,6 +49,12 @@ def _add_lowering_options(p: argparse.ArgumentParser) -> None:
                    help="weight bits for layers without ADMM levels (post-training quantized; default 8)")
     p.add_argument("--act-bits", type=int, default=8, help="activation bits (default 8)")
     p.add_argument("--acc-bits", type=int, default=32, help="accumulator bits (default 32)")
+    p.add_argument("--format", choices=WEIGHT_FORMATS, default="auto", dest="weight_format",
+                   help="weight storage per layer: the smaller of dense and relative index (auto, default), or "
+                        "every layer dense (the dense-engine baseline) or relative index")
+    p.add_argument("--max-fillers", type=float, metavar="PCT",
+                   help="cap relative-index fillers at PCT%% of a layer's entries (each filler costs an engine "
+                        "cycle): the index field widens until the cap holds (default: no cap, fewest bits)")
     p.add_argument("--calibrate", metavar="DATASET",
                    help=f"measure activation ranges on the first {CALIBRATION_IMAGES} training images of DATASET "
                         "(from --data-dir) instead of the checkpoint's")
@@ -65,7 +72,16 @@ def _lower(args: argparse.Namespace, checkpoint=None):
 
         calibrate = load_dataset(args.calibrate, args.data_dir, "train").head(CALIBRATION_IMAGES).images
     return lower(checkpoint or args.checkpoint or _shipped_lenet5(), calibrate=calibrate, act_bits=args.act_bits,
-                 weight_bits=args.bits, acc_bits=args.acc_bits)
+                 weight_bits=args.bits, acc_bits=args.acc_bits, weight_format=args.weight_format,
+                 max_filler_rate=_filler_rate(args.max_fillers))
+
+
+def _filler_rate(pct: float | None) -> float | None:
+    if pct is None:
+        return None
+    if not 0 <= pct < 100:
+        raise UserError(f"--max-fillers {pct:g} is not a percentage in [0, 100)")
+    return pct / 100
 
 
 def _cmd_inspect(args: argparse.Namespace) -> None:
@@ -144,22 +160,47 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
     print(f"rtlsim {status} ({args.simulator}): {result.n} vectors, {result.mismatches} mismatching outputs, "
           f"{result.seconds:.1f} s")
     if result.layer_cycles:
-        # Ideal: one nonzero MAC per PE per cycle (the RTL has one PE per layer).
-        ideal = {l["name"]: l["sizes"]["macs_sparse"] for l in project.manifest["layers"] if "sizes" in l}
+        # Ideal: one nonzero MAC per PE per cycle, PEs = row groups x position bands.
+        planned = rtl.get("layers", {})
+        pes = {ident: p["pes"] for ident, p in planned.items()}
+        ideal = {ident: p["ideal_cycles"] for ident, p in planned.items()}
         cycles = result.layer_cycles[0]
-        print(f"{'layer':12s} {'cycles':>10s} {'ideal':>10s} {'utilization':>11s}")
+        print(f"{'layer':12s} {'PEs':>4s} {'cycles':>10s} {'ideal':>10s} {'utilization':>11s}")
         for name, count in cycles.items():
             if name in ideal:
-                print(f"{name:12s} {count:10,d} {ideal[name]:10,d} {ideal[name] / max(1, count):11.1%}")
+                print(f"{name:12s} {pes.get(name, 1):4d} {count:10,d} {ideal[name]:10,d} "
+                      f"{ideal[name] / max(1, count):11.1%}")
             else:
-                print(f"{name:12s} {count:10,d}")
-        print(f"{'total':12s} {result.cycles[0]:10,d} {sum(ideal.values()):10,d} "
+                print(f"{name:12s} {'':4s} {count:10,d}")
+        print(f"{'total':12s} {'':4s} {result.cycles[0]:10,d} {sum(ideal.values()):10,d} "
               f"{sum(ideal.values()) / max(1, result.cycles[0]):11.1%}")
     for line in result.waves:
         print(f"waves: {line}")
     if not result.passed:
         print("first failure: " + (result.failures[0] if result.failures else "see the cocotb results"))
         sys.exit(1)
+
+
+def _cmd_synth(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from .backends.hls.project import open_project
+    from .backends.rtl.synth import format_table, load_engines, record, synth_engines
+
+    project = open_project(args.dir)
+    rtl = project.manifest.get("rtl", {})
+    if not rtl.get("written"):
+        raise UserError(f"{args.dir} has no RTL: {rtl.get('reason', 'built without the RTL backend')}")
+    if args.jobs is not None and args.jobs < 1:
+        raise UserError(f"--jobs must be >= 1, got {args.jobs}")
+    load_engines(Path(args.dir) / "rtl")  # bad input fails before the (long) synthesis
+    result = synth_engines(Path(args.dir) / "rtl", family=args.family, part=project.manifest.get("part"),
+                           jobs=args.jobs, progress=not args.json)
+    record(project.path, result)
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+    else:
+        print(format_table(result), end="")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -216,6 +257,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="simulate only the first N vectors")
     p.add_argument("--waves", action="store_true", help="write a waveform file")
     p.set_defaults(func=_cmd_rtlsim)
+
+    p = sub.add_parser("synth", help="LUT/FF/DSP/BRAM of each RTL engine of a built project (yosys synth_xilinx)")
+    p.add_argument("dir", help="project folder written by 'admm-hls build'")
+    p.add_argument("--jobs", type=int, help="yosys runs at once (default: the CPU count)")
+    p.add_argument("--family", help="synth_xilinx -family (default: from the project's part, e.g. xcup)")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.set_defaults(func=_cmd_synth)
     return parser
 
 

@@ -417,7 +417,7 @@ def _rtl(graph: LayerGraph, plan: BuildPlan, pe: int, pe_layers: dict[str, int] 
     otherwise no files and the reason in the manifest. Blob layers are on-chip ROMs in the RTL
     (it has no m_axi master)."""
     from ..rtl.plan import rtl_plan
-    from ..rtl.render import layer_cycles, render_rtl
+    from ..rtl.render import layer_cycles, render_rtl, rtl_names
 
     try:
         rplan, bands = rtl_plan(graph, pe=pe, pe_layers=pe_layers, top=plan.top, part=plan.part,
@@ -425,10 +425,17 @@ def _rtl(graph: LayerGraph, plan: BuildPlan, pe: int, pe_layers: dict[str, int] 
         files = render_rtl(graph, rplan, bands)
     except ValueError as exc:
         return {}, {"written": False, "reason": str(exc)}
-    layers = {name: {"row_groups": rplan.layers[name].pe, "bands": [list(b) for b in bands[name]]}
-              for name in sorted(bands)}
+    names = rtl_names(graph)
+    layers = {}
+    for node in _weighted(graph):
+        groups, node_bands = rplan.layers[node.name].pe, bands[node.name]
+        macs = _positions(node) * int(row_nonzeros(node.packed).sum())
+        # ideal: one nonzero MAC per PE per cycle
+        layers[names[node.name]] = {"node": node.name, "row_groups": groups, "bands": [list(b) for b in node_bands],
+                                    "pes": groups * len(node_bands), "nonzero_macs": macs,
+                                    "ideal_cycles": -(-macs // (groups * len(node_bands)))}
     return files, {"written": True, "simulators": ["icarus", "verilator"], "weights": "rom",
-                   "pe": layers, "cycles": layer_cycles(graph, rplan, bands)}
+                   "layers": layers, "cycles": layer_cycles(graph, rplan, bands)}
 
 
 def _add(files: dict[str, bytes], new: dict[str, bytes], what: str) -> None:
@@ -511,16 +518,21 @@ class HLSProject:
             return csim.run_csim(copy, n=n)
 
 
+def read_json(path: Path, fix: str) -> Any:
+    """A JSON file of a project; unreadable or invalid: a UserError that ends with ``fix``."""
+    try:
+        return json.loads(Path(path).read_text())
+    except (OSError, ValueError) as exc:
+        raise UserError(f"{path} is unreadable ({exc}): {fix}") from None
+
+
 def open_project(path: str | os.PathLike) -> HLSProject:
     """An existing project folder (for csim); a clear error when it is not one."""
     path = Path(path)
     manifest = path / MANIFEST
     if not manifest.is_file():
         raise UserError(f"{path} is not an admm-hls HLS project (no {MANIFEST}): make one with 'admm-hls build'")
-    try:
-        data = json.loads(manifest.read_text())
-    except (OSError, ValueError) as exc:
-        raise UserError(f"{manifest} is unreadable ({exc}): rebuild the project with 'admm-hls build'") from None
+    data = read_json(manifest, "rebuild the project with 'admm-hls build'")
     if not isinstance(data, dict) or data.get("format") != MANIFEST_FORMAT:
         raise UserError(f"{manifest} is not an admm-hls HLS manifest: rebuild the project with 'admm-hls build'")
     return HLSProject(path=path, manifest=data)
