@@ -10,7 +10,10 @@ split into B contiguous bands, one PE per (group, band). B = 1 is the plain row 
 layers (one output position) always have B = 1. For each layer the (G, B) with the fewest cycles
 is kept (ties: fewer bands, i.e. fewer ROM copies).
 
-    plan, bands = rtl_plan(graph, pe=16)   # BuildPlan (G per layer), {layer: [(oy_lo, oy_hi), ...]}
+    plan, bands = rtl_plan(graph, pe=16)   # BuildPlan (G per layer), {layer: [(lo, hi), ...]}
+
+Pools, residual adds and standalone ReLUs have no rows: the same budget (``pe``) splits a pool's
+channels, or an add's / ReLU's elements, into contiguous ranges, one engine instance each.
 """
 
 from __future__ import annotations
@@ -67,5 +70,9 @@ def rtl_plan(graph: LayerGraph, *, pe: int = 1, pe_layers: dict[str, int] | None
         g, b = _best_split(node, int(per_layer.get(node.name, budget)))
         groups[node.name] = g
         bands[node.name] = band_ranges(node.shape[1] if node.op == "conv" else 1, b)
+    # Pools, adds and ReLUs have no rows: the budget splits their channels / elements evenly.
+    for node in graph.nodes_of("maxpool", "avgpool", "add", "relu"):
+        extent = node.shape[0] if node.op.endswith("pool") else int(np.prod(node.shape))
+        bands[node.name] = band_ranges(extent, max(1, min(budget, extent)))
     plan = make_plan(graph, pe=1, pe_layers=groups, progress=False, **options)
     return plan, bands

@@ -156,13 +156,10 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, bands: list[tuple[
                       ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"), ("BIAS_FILE", f"{stem}_bias.mem"),
                       ("PTR_FILE", f"{stem}_row_ptr.mem"), ("ROWMAP_FILE", f"{stem}_row_map.mem"),
                       ("OY_LO", lo), ("OY_HI", hi)]
-            instances.append(dict(id=len(instances), pe=len(instances), group=k, band=[lo, hi],
+            instances.append(dict(suffix=f"pe{len(instances)}", pe=len(instances), group=k, band=[lo, hi],
                                   module="admm_wengine", params=_verilog_params(params), srcs=[src]))
     if len(instances) == 1:
-        instances[0]["id"] = ident
-    for inst in instances:
-        if isinstance(inst["id"], int):
-            inst["id"] = f"{ident}_pe{inst['id']}"
+        instances[0]["suffix"] = None
     entries = int(stream.ptr[-1])
     comment = (f"{node.name}: {what}, {packed.format} weights ({vb}-bit codes"
                + (f", {layer.index_bits}-bit gaps, {entries} entries" if packed.format == "relative" else "")
@@ -172,7 +169,8 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, bands: list[tuple[
     return instances, comment
 
 
-def _pool(graph: LayerGraph, node: Node, act_bits: int):
+def _pool(graph: LayerGraph, node: Node, act_bits: int, ranges: list[tuple[int, int]] | None):
+    """(instances, comment) of a max/average pool: one ``admm_pool`` per channel range."""
     (src,) = graph.inputs(node.name)
     c, h, w = graph[src].shape
     _, ho, wo = node.shape
@@ -186,19 +184,28 @@ def _pool(graph: LayerGraph, node: Node, act_bits: int):
                   AVG=int(avg), M0=int(m.m0) if avg else 1 << 30, SHIFT=int(m.shift) if avg else 30,
                   RELU=int(bool(node.relu)))
     kind = "average" if avg else "max"
+    ranges = ranges or [(0, c)]
     comment = (f"{node.name}: {kind}-pool {kh}x{kw} stride {sh}x{sw} padding {ph}x{pw}, {c}x{h}x{w} -> "
-               f"{c}x{ho}x{wo}" + (", ReLU" if node.relu else ""))
-    inst = dict(id=None, pe=0, module="admm_pool", params=_verilog_params(list(params.items())), srcs=[src])
-    return [inst], comment
+               f"{c}x{ho}x{wo}" + (", ReLU" if node.relu else "")
+               + (f", {len(ranges)} instances (channel ranges)" if len(ranges) > 1 else ""))
+    insts = []
+    for k, (lo, hi) in enumerate(ranges):
+        if not 0 <= lo < hi <= c:
+            raise ValueError(f"{node.where()}: channel range {lo}..{hi} outside 0..{c}")
+        insts.append(dict(suffix=None if len(ranges) == 1 else f"pe{k}", pe=k, module="admm_pool", srcs=[src],
+                          params=_verilog_params(list({**params, "C_LO": lo, "C_HI": hi}.items()))))
+    return insts, comment
 
 
 IDENTITY = (1 << 30, 30)  # M0, SHIFT of the exact identity: (x * 2^30 + 2^29) >> 30 == x
 
 
-def _eltwise(graph: LayerGraph, node: Node, act_bits: int):
+def _eltwise(graph: LayerGraph, node: Node, act_bits: int, ranges: list[tuple[int, int]] | None):
+    """(instances, comment) of an add or ReLU (one ``admm_eltwise`` per element range) or a
+    concat (one per input)."""
     srcs = graph.inputs(node.name)
     size = _size(node.shape)
-    base = dict(N=size, INPUTS=1, OUT_OFFSET=0, ACT_BITS=act_bits, M0A=IDENTITY[0], M0B=0, SHIFT=IDENTITY[1],
+    base = dict(N=size, START=0, INPUTS=1, OUT_OFFSET=0, ACT_BITS=act_bits, M0A=IDENTITY[0], M0B=0, SHIFT=IDENTITY[1],
                 RELU=int(bool(node.relu)))
     if node.op == "relu":
         insts = [dict(base, RELU=1)]
@@ -218,13 +225,20 @@ def _eltwise(graph: LayerGraph, node: Node, act_bits: int):
             insts.append(dict(base, N=n, OUT_OFFSET=offset, M0A=int(mult.m0), SHIFT=int(mult.shift)))
             offset += n
         what = f"channel concat of {len(srcs)} inputs"
+    if node.op != "concat" and ranges and len(ranges) > 1:
+        (one,) = insts
+        if any(not 0 <= lo < hi <= size for lo, hi in ranges):
+            raise ValueError(f"{node.where()}: element ranges {ranges} outside 0..{size}")
+        insts = [dict(one, START=lo, N=hi) for lo, hi in ranges]
+        what += f", {len(ranges)} instances (element ranges)"
     for p in insts:
         if not (0 <= p["M0A"] < 2**31 and 0 <= p["M0B"] < 2**31 and 1 <= p["SHIFT"] <= 62):
             raise ValueError(f"{node.where()}: multiplier outside the contract")
     out = []
     for k, p in enumerate(insts):
-        inputs = srcs if node.op == "add" else [srcs[k]] if node.op == "concat" else srcs
-        out.append(dict(id=None if len(insts) == 1 else k, pe=k, module="admm_eltwise",
+        inputs = [srcs[k]] if node.op == "concat" else srcs
+        label = f"in{k}" if node.op == "concat" else f"pe{k}"
+        out.append(dict(suffix=None if len(insts) == 1 else label, pe=k, module="admm_eltwise",
                         params=_verilog_params(list(p.items())), srcs=list(inputs)))
     return out, f"{node.name}: {what}, {'x'.join(map(str, node.shape))}"
 
@@ -269,16 +283,14 @@ def render_rtl(graph: LayerGraph, plan: BuildPlan, bands: dict[str, list[tuple[i
         if node.op in WEIGHTED:
             insts, comment = _weighted(graph, node, plan, (bands or {}).get(node.name), ident, act_bits, files)
         elif node.op in ("maxpool", "avgpool"):
-            insts, comment = _pool(graph, node, act_bits)
+            insts, comment = _pool(graph, node, act_bits, (bands or {}).get(node.name))
         elif node.op in ("add", "concat", "relu"):
-            insts, comment = _eltwise(graph, node, act_bits)
+            insts, comment = _eltwise(graph, node, act_bits, (bands or {}).get(node.name))
         else:
             continue
         for inst in insts:
-            if inst["id"] is None:
-                inst["id"] = ident
-            elif isinstance(inst["id"], int):
-                inst["id"] = f"{ident}_in{inst['id']}"
+            suffix = inst.pop("suffix")
+            inst["id"] = ident if suffix is None else f"{ident}_{suffix}"
             inst["srcs"] = [f"fm_{names[tensor[s]]}" for s in inst["srcs"]]
         layers.append(dict(id=ident, name=node.name, comment=comment, insts=insts, dst=f"fm_{ident}",
                            index=len(layers)))
@@ -356,9 +368,11 @@ def layer_cycles(graph: LayerGraph, plan: BuildPlan | None = None,
             out[names[node.name]] = band * wo * slowest + ENGINE_OVERHEAD["admm_wengine"]
         elif node.op in ("maxpool", "avgpool"):
             kh, kw = node.params["kernel"]
-            out[names[node.name]] = _size(node.shape) * kh * kw + ENGINE_OVERHEAD["admm_pool"]
+            c = max(hi - lo for lo, hi in (bands or {}).get(node.name, [(0, node.shape[0])]))
+            out[names[node.name]] = c * node.shape[1] * node.shape[2] * kh * kw + ENGINE_OVERHEAD["admm_pool"]
         elif node.op in ("add", "relu"):
-            out[names[node.name]] = _size(node.shape) + ENGINE_OVERHEAD["admm_eltwise"]
+            n = max(hi - lo for lo, hi in (bands or {}).get(node.name, [(0, _size(node.shape))]))
+            out[names[node.name]] = n + ENGINE_OVERHEAD["admm_eltwise"]
         elif node.op == "concat":
             largest = max(_size(graph[s].shape) for s in graph.inputs(node.name))
             out[names[node.name]] = largest + ENGINE_OVERHEAD["admm_eltwise"]
