@@ -46,25 +46,43 @@ def test_unsupported_op_is_named():
 
 
 def test_each_pe_reads_its_hls_stream():
-    """PE k's ROM image, row pointers and row map are the HLS plan's PE k stream."""
+    """PE k's ROM image is the HLS plan's PE k stream, and its row table (first word and bit
+    offset, entry count, output base, bias of each row) follows that stream's row pointers."""
+    import json
+
     graph = _graph()
     plan = make_plan(graph, pe=2, progress=False)
     files = render_rtl(graph, plan)
+    engines = {e["instance"]: e["params"] for e in json.loads(files["rtl/engines.json"])}
     names = rtl_names(graph)
     for node in graph.nodes_of("conv", "linear"):
         lp = plan.layers[node.name]
         assert lp.pe == 2
         words = hls_render.layer_words(graph, node.name, plan)
         ptrs = hls_render.layer_row_ptrs(graph, node.name, plan)
+        layer = node.packed.layer
+        eb = layer.value_bits + (layer.index_bits if node.packed.format == "relative" else 0)
+        howo = node.shape[1] * node.shape[2] if node.op == "conv" else 1
+        bias = np.asarray(node.quant["bias"], dtype=np.int64)
         seen = []
         for k in range(2):
-            stem = f"rtl/mem/{names[node.name]}_pe{k}"
+            ident = f"{names[node.name]}_pe{k}"
+            stem = f"rtl/mem/{ident}"
             read = lambda kind: [int(v, 16) for v in files[f"{stem}_{kind}.mem"].decode().split()]  # noqa: E731
             assert read("words") == [int(w) for w in np.asarray(words[k])] or (len(words[k]) == 0 and read("words") == [0])
-            assert read("row_ptr") == [int(p) for p in ptrs[k]]
-            assert read("row_map") == [int(r) for r in lp.rows[k]]
-            seen += read("row_map")
-        assert sorted(seen) == list(range(node.packed.layer.rows))
+            p = engines[ident]
+            ww, cw, ow, ab = (int(p[key]) for key in ("WORD_W", "COUNT_W", "OBASE_W", "ACC_BITS"))
+            ptr = np.asarray(ptrs[k])
+            for r, row in enumerate(read("rows")):
+                word, off = row & ((1 << ww) - 1), (row >> ww) & 63
+                count, obase = (row >> (ww + 6)) & ((1 << cw) - 1), (row >> (ww + 6 + cw)) & ((1 << ow) - 1)
+                b = row >> (ww + 6 + cw + ow)
+                assert word * (32 // eb) + off // eb == ptr[r] and off % eb == 0
+                assert count == ptr[r + 1] - ptr[r]
+                assert obase % howo == 0 and b == int(bias[obase // howo]) & ((1 << ab) - 1)
+                seen.append(obase // howo)
+            assert seen[-len(lp.rows[k]):] == [int(r) for r in lp.rows[k]]
+        assert sorted(seen) == list(range(layer.rows))
 
 
 def test_position_bands_split_a_few_row_layer():

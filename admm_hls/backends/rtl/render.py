@@ -62,6 +62,25 @@ def _mem(values, bits: int) -> bytes:
     return ("".join(f"{int(x) & mask:0{digits}x}\n" for x in v.tolist())).encode()
 
 
+def _row_table(ptr: np.ndarray, pe_rows: np.ndarray, bias: np.ndarray, per_word: int, eb: int, howo: int,
+               acc_bits: int, widths: dict[str, int]) -> bytes:
+    """A PE's row table ($readmemh, one word per row): {bias, obase, count, off, word} with the
+    widths of ``widths`` (WORD_W, 6, COUNT_W, OBASE_W, acc_bits; LSB first as listed last to first):
+    the word and bit offset of the row's first entry, its entries, the output address of its
+    first output position and its bias (two's complement)."""
+    ww, cw, ow = widths["WORD_W"], widths["COUNT_W"], widths["OBASE_W"]
+    total = ww + 6 + cw + ow + acc_bits
+    fields = zip((ptr[:-1] // per_word).tolist(), ((ptr[:-1] % per_word) * eb).tolist(), np.diff(ptr).tolist(),
+                 (pe_rows * howo).tolist(), bias[pe_rows].tolist())
+    lines = []
+    for word, off, count, obase, b in fields:
+        if word >> ww or off >> 6 or count >> cw or obase >> ow:
+            raise ValueError("row table field out of its width")  # a compiler bug, never user input
+        value = word | off << ww | count << (ww + 6) | obase << (ww + 6 + cw) | (b & ((1 << acc_bits) - 1)) << (ww + 6 + cw + ow)
+        lines.append(f"{value:0{-(-total // 4)}x}\n")
+    return "".join(lines or ["0\n"]).encode()
+
+
 def _size(shape) -> int:
     return int(math.prod(shape))
 
@@ -134,28 +153,39 @@ def _weighted(graph: LayerGraph, node: Node, plan: BuildPlan, bands: list[tuple[
         bands = bands or [(0, 1)]
         what = f"linear {fin} -> {rows}"
     files[f"rtl/mem/{ident}_codebook.mem"] = _mem(levels, level_bits)
-    per_pe = zip(lp.rows, hls_render.layer_words(graph, node.name, plan),
-                 hls_render.layer_row_ptrs(graph, node.name, plan))
+    col_files = []
+    if node.op == "conv":  # column -> (input offset, ky, kx): no division in the engine
+        col = np.arange(cols, dtype=np.int64)
+        ch, ky, kx = col // (kh * kw), (col % (kh * kw)) // kw, col % kw
+        for kind, values, bits in (("ofs", ch * h * w + ky * w + kx, bits_for(cin * h * w) + 1),
+                                   ("ky", ky, bits_for(kh) + 1), ("kx", kx, bits_for(kw) + 1)):
+            files[f"rtl/mem/{ident}_col_{kind}.mem"] = _mem(values, bits)
+            col_files.append((f"COL_{kind.upper()}_FILE", f"mem/{ident}_col_{kind}.mem"))
+    per_word = WORD_BITS // eb
+    howo = geo["HO"] * geo["WO"]
+    pe_words = hls_render.layer_words(graph, node.name, plan)
+    # row-table field widths (the engine's ROWS_FILE layout)
+    widths = {"WORD_W": max(1, max(int(np.asarray(wd).size) for wd in pe_words).bit_length()),
+              "COUNT_W": (cols + 1).bit_length(), "OBASE_W": max(1, (rows * howo).bit_length())}
+    per_pe = zip(lp.rows, pe_words, hls_render.layer_row_ptrs(graph, node.name, plan))
     instances = []
     for k, (pe_rows, words, ptr) in enumerate(per_pe):
         if len(pe_rows) == 0:
             continue  # more PEs than rows: this one has nothing to compute
         stem = f"mem/{ident}" if lp.pe == 1 else f"mem/{ident}_pe{k}"
         files[f"rtl/{stem}_words.mem"] = _mem(np.asarray(words, dtype=np.int64), 32)
-        files[f"rtl/{stem}_bias.mem"] = _mem(bias[np.asarray(pe_rows)], acc_bits)
-        files[f"rtl/{stem}_row_ptr.mem"] = _mem(ptr, 32)
-        files[f"rtl/{stem}_row_map.mem"] = _mem(pe_rows, 32)
+        files[f"rtl/{stem}_rows.mem"] = _row_table(np.asarray(ptr, dtype=np.int64), np.asarray(pe_rows, dtype=np.int64),
+                                                   bias, per_word, eb, howo, acc_bits, widths)
         for lo, hi in bands:
             if not 0 <= lo < hi <= geo["HO"]:
                 raise ValueError(f"{node.where()}: position band {lo}..{hi} outside 0..{geo['HO']}")
-            params = [("ROWS", len(pe_rows)), ("COLS", cols), *geo.items(), ("VB", vb), ("EB", eb),
-                      ("PER_WORD", WORD_BITS // eb), ("N_WORDS", max(1, int(np.asarray(words).size))),
+            params = [("ROWS", len(pe_rows)), ("OUT_ROWS", rows), ("COLS", cols), *geo.items(), ("VB", vb),
+                      ("EB", eb), ("N_WORDS", max(1, int(np.asarray(words).size))),
                       ("N_LEVELS", max(1, levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", acc_bits),
                       ("ACT_BITS", act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)),
-                      ("RELU", int(bool(node.relu))), ("WORDS_FILE", f"{stem}_words.mem"),
-                      ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"), ("BIAS_FILE", f"{stem}_bias.mem"),
-                      ("PTR_FILE", f"{stem}_row_ptr.mem"), ("ROWMAP_FILE", f"{stem}_row_map.mem"),
-                      ("OY_LO", lo), ("OY_HI", hi)]
+                      ("RELU", int(bool(node.relu))), ("COL_TABLE", int(bool(col_files))), *widths.items(),
+                      ("WORDS_FILE", f"{stem}_words.mem"), ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"),
+                      ("ROWS_FILE", f"{stem}_rows.mem"), *col_files, ("OY_LO", lo), ("OY_HI", hi)]
             instances.append(dict(suffix=f"pe{len(instances)}", pe=len(instances), group=k, band=[lo, hi],
                                   module="admm_wengine", params=_verilog_params(params), srcs=[src]))
     if len(instances) == 1:
@@ -342,7 +372,7 @@ def write_rtl(graph: LayerGraph, project_dir, *, top: str | None = None, pe: int
 
 
 # Cycles an engine spends beyond its issue slots: start, pipeline drain and done.
-ENGINE_OVERHEAD = {"admm_wengine": 7, "admm_pool": 6, "admm_eltwise": 6}
+ENGINE_OVERHEAD = {"admm_wengine": 8, "admm_pool": 6, "admm_eltwise": 6}
 
 
 def layer_cycles(graph: LayerGraph, plan: BuildPlan | None = None,
