@@ -15,8 +15,9 @@ reference, and its measured per-layer cycles checked against the closed-form mod
 conv/linear layers), cycle reduction vs dense at the same PE count next to the MAC reduction
 (dense MACs / nonzero MACs), and utilization = nonzero MACs / (PEs x conv/linear cycles): one
 nonzero MAC per PE per cycle is the ideal. A PE budget of P per layer is spent as row groups x
-position bands (``backends.rtl.plan``); the sequencer runs one layer at a time, so the
-max-pools (one engine each) and the input load are the same at every P. Results: benchmarks/results/rtl_cycles.json.
+position bands (``backends.rtl.plan``), and the max-pools split their channels over the same
+budget; the sequencer runs one layer at a time, and the input load (784 cycles) is the same at
+every P. Results: benchmarks/results/rtl_cycles.json.
 """
 
 from __future__ import annotations
