@@ -125,6 +125,33 @@ class Branchy(nn.Module):
         return self.fc(self.gap(p).flatten(1))
 
 
+class OddGeometry(nn.Module):
+    """Non-square kernels, unequal strides and paddings (also larger than the kernel's half),
+    an average pool with padding, a max-pool with unequal strides."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 5, (3, 2), stride=(2, 1), padding=(2, 0))
+        self.pool1 = nn.AvgPool2d((2, 3), stride=(1, 2), padding=(1, 1))
+        self.conv2 = nn.Conv2d(5, 4, (1, 3), stride=(1, 2), padding=(0, 2))
+        self.pool2 = nn.MaxPool2d((3, 2), stride=(2, 1), padding=(1, 0))
+        self.fc = nn.Linear(4 * 4 * 2, 6)
+
+    def forward(self, x):
+        x = self.pool1(torch.relu(self.conv1(x)))
+        return self.fc(self.pool2(self.conv2(x)).flatten(1))
+
+
+@pytest.fixture(scope="module", params=[1, 3], ids=["pe1", "pe3"])
+def odd_design(tmp_path_factory, request):
+    torch.manual_seed(17)
+    model = prune(OddGeometry(), keep=0.5, seed=17)
+    graph = lower(model, torch.randn(64, 3, 11, 7))
+    x_int = random_inputs((3, 11, 7), 3, seed=18)
+    folder = write_design(tmp_path_factory.mktemp(f"odd_pe{request.param}"), graph, x_int, pe=request.param)
+    return folder, graph, x_int, request.param
+
+
 @pytest.fixture(scope="module", params=[1, 2], ids=["pe1", "pe2"])
 def branch_design(tmp_path_factory, request):
     torch.manual_seed(5)
@@ -213,6 +240,13 @@ def test_lenet5(lenet_design, sim):
 
 def test_residual_concat_avgpool_relu(branch_design, sim):
     folder, graph, x_int, pe = branch_design
+    result = _run((folder, graph, x_int), sim)
+    check(result, expected(graph, x_int))
+    assert_cycle_model(graph, result, pe)
+
+
+def test_odd_geometry(odd_design, sim):
+    folder, graph, x_int, pe = odd_design
     result = _run((folder, graph, x_int), sim)
     check(result, expected(graph, x_int))
     assert_cycle_model(graph, result, pe)
