@@ -155,7 +155,7 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
     rtl = project.manifest.get("rtl", {})
     if not rtl.get("written"):
         raise UserError(f"{args.dir} has no RTL: {rtl.get('reason', 'built without the RTL backend')}")
-    result = run_rtlsim(project.path, args.simulator, n=args.n, waves=args.waves)
+    result = run_rtlsim(project.path, args.simulator, n=args.n, waves=args.waves, verbose=args.verbose)
     status = "PASS" if result.passed else "FAIL"
     print(f"rtlsim {status} ({args.simulator}): {result.n} vectors, {result.mismatches} mismatching outputs, "
           f"{result.seconds:.1f} s")
@@ -178,6 +178,8 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
         print(f"waves: {line}")
     if not result.passed:
         print("first failure: " + (result.failures[0] if result.failures else "see the cocotb results"))
+        for line in result.logs:
+            print(f"log: {line}")
         sys.exit(1)
 
 
@@ -256,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--simulator", choices=("icarus", "verilator"), default="icarus")
     p.add_argument("--n", type=int, help="simulate only the first N vectors")
     p.add_argument("--waves", action="store_true", help="write a waveform file")
+    p.add_argument("--verbose", action="store_true", help="show the simulator's and cocotb's output (else in logs)")
     p.set_defaults(func=_cmd_rtlsim)
 
     p = sub.add_parser("synth", help="LUT/FF/DSP/BRAM of each RTL engine of a built project (yosys synth_xilinx)")

@@ -5,18 +5,14 @@ them all, so there it fails."""
 from __future__ import annotations
 
 import importlib.util
-import os
 
 import pytest
+
+from rtl_designs import missing
 
 from admm_hls.sim.rtlsim import COCOTB_HINT, SIMULATORS, find_simulator
 
 
-def missing(reason: str) -> None:
-    """Skip on a user's machine, fail in CI."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must have it)")
-    pytest.skip(reason)
 
 
 @pytest.fixture(params=SIMULATORS)

@@ -17,7 +17,7 @@ import pytest
 import torch
 from torch import nn
 
-from rtl_designs import check, lower, prune, random_inputs, reference, repack, run_rtlsim, write_design
+from rtl_designs import check, lower, missing, prune, random_inputs, reference, repack, run_rtlsim, write_design
 
 from admm_hls.datasets import DATA_ENV
 
@@ -343,3 +343,28 @@ def test_testbench_drives_any_implementation_of_the_ports(linear_design, sim, tm
     original = run_rtlsim(folder, sim)
     assert wrapped.layer_cycles[0] == {"load": 0, "send": 0}  # no counters to read
     assert wrapped.cycles == original.cycles
+
+
+def test_cli_rtlsim_quiet_and_a_broken_design(tmp_path, capsys):
+    """admm-hls rtlsim keeps the simulator's output in logs; a design the simulator cannot
+    compile is one line naming the simulator and the log, exit status 2, no traceback."""
+    from admm_hls.backends.hls.project import build
+    from admm_hls.cli import main
+    from admm_hls.sim.rtlsim import find_simulator
+
+    if find_simulator("icarus") is None:
+        missing("icarus not installed (apt-get install iverilog)")
+    torch.manual_seed(19)
+    model = prune(nn.Sequential(nn.Linear(12, 6), nn.ReLU(), nn.Linear(6, 3)), keep=0.5, seed=19)
+    graph = lower(model, torch.randn(32, 12))
+    project = build(graph, tmp_path / "proj", n_vectors=2, progress=False)
+    assert main(["rtlsim", str(project.path), "--simulator", "icarus"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("rtlsim PASS (icarus): 2 vectors") and "cocotb" not in out
+    assert (project.path / "rtl" / "sim_build_icarus" / "run" / "sim.log").stat().st_size > 0
+    top = project.path / "rtl" / "admm_top.v"
+    top.write_text(top.read_text().replace("endmodule", "endmodul", 1))
+    assert main(["rtlsim", str(project.path), "--simulator", "icarus"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "Traceback" not in err and len(err.splitlines()) == 1
+    assert "icarus failed to build" in err and "build.log" in err

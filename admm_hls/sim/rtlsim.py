@@ -49,6 +49,7 @@ class RtlsimResult:
     failed: int = 0
     results_xml: str = ""
     waves: list[str] = field(default_factory=list)  # waveform files (waves=True)
+    logs: list[str] = field(default_factory=list)  # simulator build and run logs (verbose=False)
 
 
 def find_simulator(simulator: str) -> str | None:
@@ -82,11 +83,13 @@ def _load_runner(rtl: Path):
 
 def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, waves: bool = False, *,
                stalls: bool = False, build_dir=None, testcase: str | None = "test_vectors",
-               data_dir=None) -> RtlsimResult:
+               data_dir=None, verbose: bool = False) -> RtlsimResult:
     """Simulate the project's RTL on its test vectors (first ``n``); ``stalls``: random TVALID
     gaps and TREADY stalls on the AXI streams; ``testcase``: a cocotb test of the rendered
     testbench (``test_vectors``, ``test_reset_between``) or None for all. The simulator build
-    is reused from ``build_dir`` (default ``rtl/sim_build_<simulator>``) when unchanged."""
+    is reused from ``build_dir`` (default ``rtl/sim_build_<simulator>``) when unchanged.
+    ``verbose``: the simulator's and cocotb's output on the terminal; otherwise in log files
+    (``RtlsimResult.logs``)."""
     if simulator not in SIMULATORS:
         raise UserError(f"unknown simulator '{simulator}': choose one of {', '.join(SIMULATORS)}")
     if importlib.util.find_spec("cocotb") is None or importlib.util.find_spec("cocotbext") is None:
@@ -97,8 +100,12 @@ def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, wav
     rtl = project / "rtl"
     runner = _load_runner(rtl)
     start = time.perf_counter()
-    res = runner.run(simulator, n=n, stalls=stalls, waves=waves, build_dir=build_dir, data_dir=data_dir,
-                     testcase=testcase)
+    try:
+        res = runner.run(simulator, n=n, stalls=stalls, waves=waves, build_dir=build_dir, data_dir=data_dir,
+                         testcase=testcase, quiet=not verbose)
+    except RuntimeError as exc:  # the simulator could not compile the design
+        where = Path(build_dir or rtl / f"sim_build_{simulator}{'_waves' if waves else ''}") / "build.log"
+        raise UserError(f"{simulator} failed to build {rtl}: {exc}" + ("" if verbose else f" (log: {where})")) from None
     seconds = time.perf_counter() - start
     rep = res.get("report") or {}
     cycles = rep.get("cycles", [])
@@ -111,4 +118,4 @@ def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, wav
         mismatches=int(rep.get("mismatches", 0)), failures=failures,
         outputs=np.asarray(rep.get("outputs", []), dtype=np.int64), cycles=[int(c["total"]) for c in cycles],
         layer_cycles=layer_cycles, seconds=seconds, tests=int(res["tests"]), failed=int(res["failed"]),
-        results_xml=str(res["results_xml"]), waves=list(res.get("waves", [])))
+        results_xml=str(res["results_xml"]), waves=list(res.get("waves", [])), logs=list(res.get("logs", [])))
