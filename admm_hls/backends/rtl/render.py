@@ -381,9 +381,9 @@ def layer_cycles(graph: LayerGraph, plan: BuildPlan | None = None,
     streams, the row groups of ``plan`` and the position ``bands`` alone (one PE per layer
     without them). A conv/linear PE issues one entry per cycle (fillers included; an empty row
     issues one bubble) of each of its rows at every output position of its band, back to back;
-    the layer takes as long as its slowest PE. A pool
-    engine issues one window element per cycle, an element-wise engine one element per cycle
-    (a concat's inputs in parallel)."""
+    the layer takes as long as its slowest PE. A pool engine issues one window element per
+    cycle of its channel range, an element-wise engine one element per cycle of its range (a
+    concat's inputs in parallel)."""
     from .plan import row_cycles
 
     names = rtl_names(graph)
