@@ -147,14 +147,21 @@ def _cmd_csim(args: argparse.Namespace) -> None:
         sys.exit(1)
 
 
-def _cmd_rtlsim(args: argparse.Namespace) -> None:
+def _rtl_project(folder: str):
+    """(project, its manifest's "rtl" entry) of a built project that has RTL; else a UserError."""
     from .backends.hls.project import open_project
-    from .sim.rtlsim import run_rtlsim
 
-    project = open_project(args.dir)
+    project = open_project(folder)
     rtl = project.manifest.get("rtl", {})
     if not rtl.get("written"):
-        raise UserError(f"{args.dir} has no RTL: {rtl.get('reason', 'built without the RTL backend')}")
+        raise UserError(f"{folder} has no RTL: {rtl.get('reason', 'built without the RTL backend')}")
+    return project, rtl
+
+
+def _cmd_rtlsim(args: argparse.Namespace) -> None:
+    from .sim.rtlsim import run_rtlsim
+
+    project, rtl = _rtl_project(args.dir)
     result = run_rtlsim(project.path, args.simulator, n=args.n, waves=args.waves, verbose=args.verbose)
     status = "PASS" if result.passed else "FAIL"
     print(f"rtlsim {status} ({args.simulator}): {result.n} vectors, {result.mismatches} mismatching outputs, "
@@ -186,13 +193,9 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .backends.hls.project import open_project
     from .backends.rtl.synth import format_table, load_engines, record, synth_engines
 
-    project = open_project(args.dir)
-    rtl = project.manifest.get("rtl", {})
-    if not rtl.get("written"):
-        raise UserError(f"{args.dir} has no RTL: {rtl.get('reason', 'built without the RTL backend')}")
+    project, _ = _rtl_project(args.dir)
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
     load_engines(Path(args.dir) / "rtl")  # bad input fails before the (long) synthesis

@@ -103,9 +103,8 @@ def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, wav
     try:
         res = runner.run(simulator, n=n, stalls=stalls, waves=waves, build_dir=build_dir, data_dir=data_dir,
                          testcase=testcase, quiet=not verbose)
-    except RuntimeError as exc:  # the simulator could not compile the design
-        where = Path(build_dir or rtl / f"sim_build_{simulator}{'_waves' if waves else ''}") / "build.log"
-        raise UserError(f"{simulator} failed to build {rtl}: {exc}" + ("" if verbose else f" (log: {where})")) from None
+    except RuntimeError as exc:  # the simulator could not compile the design (the message names the log)
+        raise UserError(f"{simulator} failed to build {rtl}: {exc}") from None
     seconds = time.perf_counter() - start
     rep = res.get("report") or {}
     cycles = rep.get("cycles", [])

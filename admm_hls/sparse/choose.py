@@ -134,16 +134,15 @@ def choose_format(
     be = break_even_ratio(vb, r, f_rate)
 
     dense = None
-    if force is not None:
-        mine, other = ("dense", "relative index") if force == "dense" else ("relative index", "dense")
-        ours, theirs = _fmt_pair(*((d_rep["overall"], r_rep["overall"]) if force == "dense"
-                                   else (r_rep["overall"], d_rep["overall"])))
-        fmt = force
-        if force == "dense":
-            dense = layer = encode_dense(c, vb, word_bits, n_levels=n_levels)
-        else:
-            layer = rel
-        reason = f"{mine} (forced): {ours} vs {other} {theirs}"
+    if force == "dense":
+        fmt = "dense"
+        dense = layer = encode_dense(c, vb, word_bits, n_levels=n_levels)
+        ds, rs = _fmt_pair(d_rep["overall"], r_rep["overall"])
+        reason = f"dense (forced): {ds} vs relative index {rs}"
+    elif force == "relative":
+        fmt, layer = "relative", rel
+        rs, ds = _fmt_pair(r_rep["overall"], d_rep["overall"])
+        reason = f"relative index (forced): {rs} vs dense {ds}"
     elif r_rep["overall"] < d_rep["overall"]:
         fmt, layer = "relative", rel
         rs, ds = _fmt_pair(r_rep["overall"], d_rep["overall"])

@@ -199,16 +199,16 @@ def best_index_bits(
             f"max_bits={max_bits}"
         )
     g = row_gaps(c)[1] if gaps is None else gaps
-    best_r, best_cost = 1, None
+    best_r, best_key = 1, None
     for r in range(1, top + 1):  # <= 32 vectorised passes over the gaps
         fillers = _fillers_from_gaps(g, r)
         n = int(g.size) + fillers
-        cost = relative_stored_bits(c.shape[0], n, int(value_bits), r, int(word_bits))
         if max_filler_rate is not None and fillers > max_filler_rate * n:
-            cost += 1 << 62  # disqualified: ranks after every qualifying width, fewest fillers first
-            cost += fillers
-        if best_cost is None or cost < best_cost:
-            best_r, best_cost = r, cost
+            key = (1, fillers)  # over the cap: after every width within it, fewest fillers first
+        else:
+            key = (0, relative_stored_bits(c.shape[0], n, int(value_bits), r, int(word_bits)))
+        if best_key is None or key < best_key:
+            best_r, best_key = r, key
     return best_r
 
 
