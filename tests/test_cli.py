@@ -74,3 +74,25 @@ def test_shipped_checkpoint_inspects():
     proc = run_cli("inspect")
     assert proc.returncode == 0, proc.stderr
     assert "lenet5" in proc.stdout and "total" in proc.stdout
+
+
+def test_format_and_filler_cap_options():
+    """--format dense stores every layer dense; --max-fillers widens index fields until the
+    fillers fit; a cap outside [0, 100) is one line, exit 2."""
+    import json
+
+    def layers(*options):
+        proc = run_cli("inspect", "--json", *options)
+        assert proc.returncode == 0, proc.stderr
+        return {row["layer"]: row for row in json.loads(proc.stdout)["layers"]}
+
+    free, capped, dense = layers(), layers("--max-fillers", "10"), layers("--format", "dense")
+    assert {row["format"] for row in dense.values()} == {"dense"}
+    assert all(row["reason"].startswith("dense (forced)") for row in dense.values())
+    assert any(capped[k]["index_bits"] > free[k]["index_bits"] for k in free)
+    for row in capped.values():
+        if row["format"] == "relative":
+            assert row["bits_fillers"] <= 0.10 * (row["bits_entries"] + row["bits_fillers"])
+    proc = run_cli("inspect", "--max-fillers", "120")
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert "--max-fillers 120 is not a percentage" in proc.stderr

@@ -243,6 +243,52 @@ def test_best_index_bits_ties_go_small() -> None:
     assert best_index_bits(np.zeros((4, 50), dtype=np.int64), 3) == 1
 
 
+@settings(max_examples=60, deadline=None)
+@given(layers(), st.sampled_from([0.0, 0.05, 0.2]))
+def test_best_index_bits_under_a_filler_cap(layer: tuple[np.ndarray, int, int, int], cap: float) -> None:
+    """Among the widths whose fillers are at most ``cap`` of the entries, the one storing fewest
+    bits; when no width qualifies, the one with the fewest fillers."""
+    codes, vb, _, wb = layer
+    top = min(16, wb - vb)
+    encoded = [encode_relative(codes, vb, r, wb) for r in range(1, top + 1)]
+    ok = [r for r, e in enumerate(encoded, 1) if e.n_fillers <= cap * (e.n_real + e.n_fillers)]
+    chosen = best_index_bits(codes, vb, wb, 16, max_filler_rate=cap)
+    if ok:
+        sizes = {r: encoded[r - 1].size_report(10, 8, 3)["overall"] for r in ok}
+        assert chosen == min(ok, key=lambda r: (sizes[r], r))
+    else:
+        fewest = min(e.n_fillers for e in encoded)
+        assert encoded[chosen - 1].n_fillers == fewest
+        assert chosen == 1 + [e.n_fillers for e in encoded].index(fewest)
+
+
+def test_filler_cap_widens_the_index() -> None:
+    cb = Codebook.from_levels([-3, -2, -1, 1, 2, 3])
+    codes = _layer(np.random.default_rng(4), 32, 800, 0.01)
+    free = choose_format(codes, cb, bias_count=32, bias_bits=16)
+    capped = choose_format(codes, cb, bias_count=32, bias_bits=16, max_filler_rate=0.05)
+    assert free.relative.n_fillers > 0.05 * free.relative.n_entries
+    assert capped.index_bits > free.index_bits
+    assert capped.relative.n_fillers <= 0.05 * capped.relative.n_entries
+    np.testing.assert_array_equal(decode_relative(capped.layer), codes)
+
+
+def test_forced_formats() -> None:
+    cb = Codebook.from_levels([-3, -2, -1, 1, 2, 3])
+    sparse = _layer(np.random.default_rng(5), 64, 512, 0.05)
+    dense = _layer(np.random.default_rng(6), 64, 512, 0.8)
+    ch = choose_format(sparse, cb, bias_count=64, bias_bits=16, force="dense")
+    assert ch.format == "dense" and ch.layer is ch.dense and ch.dense_bits > ch.relative_bits
+    assert ch.reason.startswith("dense (forced): ") and " vs relative index " in ch.reason
+    np.testing.assert_array_equal(decode_dense(ch.layer), sparse)
+    ch = choose_format(dense, cb, bias_count=64, bias_bits=16, force="relative")
+    assert ch.format == "relative" and ch.layer is ch.relative and ch.relative_bits > ch.dense_bits
+    assert ch.reason.startswith("relative index (forced): ") and " vs dense " in ch.reason
+    np.testing.assert_array_equal(decode_relative(ch.layer), dense)
+    with pytest.raises(ValueError, match="unknown weight format"):
+        choose_format(sparse, cb, bias_count=64, bias_bits=16, force="csr")
+
+
 # ---------------------------------------------------------------- dense and CSR
 
 
