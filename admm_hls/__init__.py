@@ -9,10 +9,6 @@ def __getattr__(name):
         from .ir.lower import lower
 
         return lower
-    if name == "build":
-        from .backends.hls.project import build
-
-        return build
     if name in ("reference", "report"):
         import importlib
 

@@ -121,7 +121,7 @@ def _build_vectors(graph, args: argparse.Namespace):
 def _cmd_build(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .backends.hls.project import build, check_out_dir, format_summary
+    from .build.project import build, check_out_dir, format_summary
 
     if args.vectors < 1:
         raise UserError(f"--vectors must be >= 1, got {args.vectors}")
@@ -131,13 +131,13 @@ def _cmd_build(args: argparse.Namespace) -> None:
     vectors, source = _build_vectors(graph, args)
     project = build(graph, args.out, pe=args.pe, pe_layers=pe_layers, onchip_kb=args.onchip_kb, part=args.part,
                     clock_ns=args.clock, top=args.top, force=args.force, vectors=vectors, n_vectors=args.vectors,
-                    vectors_source=source)
+                    vectors_source=source, check_memory=not args.ignore_memory)
     print(format_summary(project.manifest))
     print(f"wrote {project.path}")
 
 
 def _cmd_csim(args: argparse.Namespace) -> None:
-    from .backends.hls.project import describe_failure, open_project
+    from .build.project import describe_failure, open_project
 
     result = open_project(args.dir).csim(n=args.n)
     status = "PASS" if result.passed else "FAIL"
@@ -149,7 +149,7 @@ def _cmd_csim(args: argparse.Namespace) -> None:
 
 def _rtl_project(folder: str):
     """(project, its manifest's "rtl" entry) of a built project that has RTL; else a UserError."""
-    from .backends.hls.project import open_project
+    from .build.project import open_project
 
     project = open_project(folder)
     rtl = project.manifest.get("rtl", {})
@@ -193,7 +193,8 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
-    from .backends.rtl.synth import format_table, load_engines, record, synth_engines
+    from .backends.rtl.synth import format_table, load_engines, synth_engines
+    from .build.project import record_resources
 
     project, _ = _rtl_project(args.dir)
     if args.jobs is not None and args.jobs < 1:
@@ -201,7 +202,7 @@ def _cmd_synth(args: argparse.Namespace) -> None:
     load_engines(Path(args.dir) / "rtl")  # bad input fails before the (long) synthesis
     result = synth_engines(Path(args.dir) / "rtl", family=args.family, part=project.manifest.get("part"),
                            jobs=args.jobs, progress=not args.json)
-    record(project.path, result)
+    record_resources(project.path, result)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -231,17 +232,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lowering_options(p)
     p.set_defaults(func=_cmd_inspect)
 
-    from .backends.hls.project import DEFAULT_PART, DEFAULT_VECTORS
+    from .build.vectors import DEFAULT_VECTORS
+    from .hw.plan import DEFAULT_PART
 
-    p = sub.add_parser("build", help="Vitis HLS project (C++, test bench, tcl/cfg, manifest) of a checkpoint")
+    p = sub.add_parser("build", help="Vitis HLS project and RTL of one hardware plan (C++, Verilog, test benches, "
+                                     "tcl/cfg, manifest) of a checkpoint")
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
     p.add_argument("--out", required=True, help="project folder to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
-    p.add_argument("--pe", type=int, default=1, help="processing elements per conv/fc layer (default 1)")
+    p.add_argument("--pe", type=int, default=1,
+                   help="parallel lanes (processing elements) per layer, the same in the HLS C++ and the RTL: a "
+                        "conv/fc layer spends them as row groups x output-row bands in lockstep, a pool or "
+                        "element-wise layer as channel ranges (default 1)")
     p.add_argument("--pe-layer", action="append", metavar="NAME=N",
-                   help="PEs for one layer (node name or module path), repeatable")
+                   help="lanes for one layer (node name or module path), repeatable")
     p.add_argument("--onchip-kb", type=float, default=512.0,
-                   help="layers with more packed weight KiB go to the off-chip blob (default 512)")
+                   help="a layer with more packed weight KiB reads them off-chip through its own m_axi port "
+                        "(default 512; 0: every conv/fc layer off-chip)")
+    p.add_argument("--ignore-memory", action="store_true",
+                   help="build even when the design needs more on-chip memory than the part has")
     p.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part (default {DEFAULT_PART})")
     p.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
     p.add_argument("--top", default="admm_top", help="top function name (default admm_top)")

@@ -26,7 +26,7 @@ MEASURE = r"""
 import json, resource, sys, time
 import torch
 torch.set_num_threads(2)
-import admm_hls.cli, admm_hls.ir.lower, admm_hls.backends.hls.project  # imports are not the measured work
+import admm_hls.cli, admm_hls.ir.lower, admm_hls.build.project  # imports are not the measured work
 import torch.fx.passes.shape_prop
 def rss():
     # VmHWM: this process's own peak (ru_maxrss can carry the parent's peak over the exec)

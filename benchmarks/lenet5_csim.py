@@ -17,6 +17,7 @@ import numpy as np
 
 import admm_hls
 from admm_hls import reference
+from admm_hls.build import build
 from admm_hls.datasets import load_mnist
 
 
@@ -36,7 +37,7 @@ def main() -> int:
     ref_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        project = admm_hls.build(graph, Path(tmp) / "hls", vectors=x, vectors_source="MNIST test images",
+        project = build(graph, Path(tmp) / "hls", vectors=x, vectors_source="MNIST test images",
                                  progress=False)
         build_s = time.perf_counter() - t0
         result = project.csim()

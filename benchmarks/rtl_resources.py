@@ -20,7 +20,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from admm_hls.backends.rtl.synth import format_table, record, synth_engines
+from admm_hls.backends.rtl.synth import format_table, synth_engines
+from admm_hls.build.project import record_resources
 from admm_hls.cli import main as cli
 
 
@@ -44,7 +45,7 @@ def main() -> int:
         t0 = time.perf_counter()
         result = synth_engines(out / "rtl", jobs=args.jobs, progress=False)
         synth_s = time.perf_counter() - t0
-        record(out, result)
+        record_resources(out, result)
     summary = {"model": "lenet5 (shipped models/lenet5_mnist.pt)", "jobs": args.jobs, "pe": args.pe,
                "max_fillers": args.max_fillers,
                "build_seconds": round(build_s, 2), "synth_wall_seconds": round(synth_s, 2), "resources": result}

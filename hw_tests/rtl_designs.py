@@ -13,9 +13,9 @@ import torch
 from torch import nn
 
 from admm_hls import reference
-from admm_hls.backends.hls import render as hls_render
-from admm_hls.backends.rtl.plan import rtl_plan
 from admm_hls.backends.rtl.render import render_rtl
+from admm_hls.build.vectors import test_vectors
+from admm_hls.hw.plan import make_plan
 from admm_hls.calibration import measure_ranges
 from admm_hls.ir.lower import lower_model
 from admm_hls.sim.rtlsim import run_rtlsim
@@ -53,9 +53,10 @@ def repack(node, fmt: str, index_bits: int = 4) -> None:
 
 
 def write_design(folder: Path, graph, x_int: np.ndarray, pe: int = 1) -> Path:
-    """rtl/ (Verilog, memory images, cocotb testbench) and tb/data/ (reference vectors)."""
-    files = render_rtl(graph, *rtl_plan(graph, pe=pe))
-    files.update(hls_render.test_vectors(graph, np.asarray(x_int, dtype=np.int64)))
+    """rtl/ (Verilog, memory images, cocotb testbench) and tb/data/ (reference vectors) of the
+    plan with ``pe`` lanes per layer."""
+    files = render_rtl(graph, make_plan(graph, pe=pe, check_memory=False))
+    files.update(test_vectors(graph, np.asarray(x_int, dtype=np.int64)))
     for rel, data in files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -171,11 +171,12 @@ def lenet_pe_design(tmp_path_factory, lenet_design):
 
 
 def assert_cycle_model(graph, result, pe: int = 1):
-    """Per-layer cycles are data independent and follow the packed streams and the PE plan exactly."""
-    from admm_hls.backends.rtl.plan import rtl_plan
-    from admm_hls.backends.rtl.render import layer_cycles
+    """Per-layer cycles are data independent and are the plan's cycle model exactly (the one the
+    HLS estimate uses, less the HLS pipeline depths)."""
+    from admm_hls.hw.plan import make_plan
 
-    model = layer_cycles(graph, *rtl_plan(graph, pe=pe))
+    plan = make_plan(graph, pe=pe, check_memory=False)
+    model = {plan.names[n]: c for n, c in plan.cycles("rtl").items() if plan.layers[n].kind not in ("input", "output")}
     for measured in result.layer_cycles:
         assert {k: measured[k] for k in model} == model
 
@@ -253,7 +254,7 @@ def test_odd_geometry(odd_design, sim):
 
 
 def test_lenet5_sixteen_pes(lenet_pe_design, sim):
-    """Parallel PEs with the packer's balanced rows: same outputs, cycles of the slowest PE."""
+    """Sixteen lanes in lockstep: same outputs, the plan's cycles."""
     folder, graph, x_int = lenet_pe_design
     result = _run(lenet_pe_design, sim)
     check(result, expected(graph, x_int))
@@ -304,28 +305,30 @@ def test_wider_activations(wide_design, sim):
 
 
 def test_rtl_in_an_hls_project(tmp_path, sim):
-    """The RTL added to a project from the HLS builder (its PE plan ignored) reads that project's
-    test vectors and matches them."""
-    from admm_hls.backends.hls.project import build
-    from admm_hls.backends.rtl.render import write_rtl
+    """The RTL a build writes next to the HLS C++ (same plan, another top name) reads that
+    project's test vectors and matches them."""
+    from admm_hls.build.project import build
 
     torch.manual_seed(13)
     model = prune(nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(36, 5)),
                   keep=0.4, seed=13)
     graph = lower(model, torch.randn(32, 1, 8, 8))
     project = build(graph, tmp_path / "proj", pe=2, n_vectors=4, progress=False, top="my_top")
-    write_rtl(graph, project.path)
     result = run_rtlsim(project.path, sim)
     assert result.passed and result.n == 4, result.failures
+    assert {k: result.layer_cycles[0][k] for k in project.manifest["rtl"]["cycles"]} == project.manifest["rtl"]["cycles"]
 
 
-PORTS = ["ap_clk", "ap_rst_n", "ap_start", "ap_done", "ap_idle", "ap_ready", "in_TDATA", "in_TVALID", "in_TREADY",
-         "in_TLAST", "out_TDATA", "out_TVALID", "out_TREADY", "out_TLAST"]
+PORTS = ["ap_clk", "ap_rst_n", "ap_start", "ap_done", "ap_idle", "ap_ready", "ap_continue", "in_stream_TDATA",
+         "in_stream_TVALID", "in_stream_TREADY", "in_stream_TLAST", "in_stream_TKEEP", "in_stream_TSTRB",
+         "out_stream_TDATA", "out_stream_TVALID", "out_stream_TREADY", "out_stream_TLAST", "out_stream_TKEEP",
+         "out_stream_TSTRB"]
 
 
 def test_testbench_drives_any_implementation_of_the_ports(linear_design, sim, tmp_path):
-    """The rendered testbench needs only the Vitis HLS ports (as a Vitis-exported RTL has): the
-    design wrapped in a module without admm-hls's cycle counters passes, its cycles from sim time."""
+    """The rendered testbench needs only the ports a Vitis HLS export of the HLS top has (named after
+    its C arguments, ap_ctrl_chain): the design wrapped in a module without admm-hls's cycle
+    counters passes, its cycles from sim time."""
     import shutil
 
     folder, graph, x_int = linear_design
@@ -333,8 +336,9 @@ def test_testbench_drives_any_implementation_of_the_ports(linear_design, sim, tm
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("sim_build_*"))
     top = copy / "rtl" / "admm_top.v"
     text = top.read_text().replace("module admm_top (", "module admm_core (", 1)
-    widths = {"in_TDATA": "[7:0] ", "out_TDATA": "[7:0] "}
-    outputs = {"ap_done", "ap_idle", "ap_ready", "in_TREADY", "out_TDATA", "out_TVALID", "out_TLAST"}
+    widths = {"in_stream_TDATA": "[7:0] ", "out_stream_TDATA": "[7:0] "}
+    outputs = {"ap_done", "ap_idle", "ap_ready", "in_stream_TREADY", "out_stream_TDATA", "out_stream_TVALID",
+               "out_stream_TLAST", "out_stream_TKEEP", "out_stream_TSTRB"}
     decls = ",\n".join(f"    {'output' if p in outputs else 'input'} wire {widths.get(p, '')}{p}" for p in PORTS)
     conns = ", ".join(f".{p}({p})" for p in PORTS)
     top.write_text(text + f"\nmodule admm_top (\n{decls}\n);\n    admm_core u_core ({conns});\nendmodule\n")
@@ -348,7 +352,7 @@ def test_testbench_drives_any_implementation_of_the_ports(linear_design, sim, tm
 def test_cli_rtlsim_quiet_and_a_broken_design(tmp_path, capsys):
     """admm-hls rtlsim keeps the simulator's output in logs; a design the simulator cannot
     compile is one line naming the simulator and the log, exit status 2, no traceback."""
-    from admm_hls.backends.hls.project import build
+    from admm_hls.build.project import build
     from admm_hls.cli import main
     from admm_hls.sim.rtlsim import find_simulator
 

@@ -19,7 +19,7 @@ import pytest
 import torch
 from torch import nn
 
-from admm_hls.backends.hls.project import build
+from admm_hls.build.project import build
 from admm_hls.backends.rtl.synth import (COUNTS, ENGINES, RESOURCES_TXT, family_for_part, find_yosys, format_table,
                                          synth_engines, without_timing)
 from admm_hls.calibration import measure_ranges
@@ -115,7 +115,7 @@ def test_manifest_entry_and_table(synthesized):
     assert list(rows) == ["pool", "fc", "total"]
     assert rows["total"][1] == f"{resources['totals']['lut']:,}"
     # The manifest is written the way the builder writes it (sorted keys, stable formatting).
-    from admm_hls.backends.hls.project import _dump_json
+    from admm_hls.jsonio import dump_json as _dump_json
 
     assert (project / "manifest.json").read_bytes() == _dump_json(after)
 

@@ -1,9 +1,10 @@
 """The HLS backend's C++ against the integer reference, bit for bit, under g++ C simulation.
 
-Each test lowers a small torch model, renders its HLS project with a BuildPlan built here
-(processing elements, row splits, ROM or blob placement), writes reference test vectors, compiles
-with g++ -Wall -Wextra against Xilinx's ap_types headers (from hls4ml) and checks every output of
-every vector, plus every layer's output for vector 0 (the testbench's trace).
+Each test lowers a small torch model, renders its HLS project from a hardware plan (lanes per
+layer, ROM or off-chip placement), writes reference test vectors, compiles with g++ -Wall
+-Wextra against Xilinx's ap_types headers (from hls4ml) and checks every output of every vector,
+plus every layer's output for vector 0 (the testbench's trace). Every rendered project also
+passes the structure check of the canonical HLS forms.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ from torch import nn
 
 from admm_hls import reference, zoo
 from admm_hls.backends.hls import render
-from admm_hls.backends.hls.plan import BuildPlan, LayerPlan
+from admm_hls.backends.hls.structure import check_structure
+from admm_hls.build.vectors import test_vectors
 from admm_hls.calibration import measure_ranges
 from admm_hls.errors import UserError
+from admm_hls.hw import plan as hw_plan
 from admm_hls.ir.lower import lower_model
 from admm_hls.sim import csim
-from admm_hls.sparse import decode_dense, decode_relative, encode_dense, encode_relative, unpack
+from admm_hls.sparse import decode_dense, decode_relative, encode_dense, encode_relative
 from small_models import ACT_HI, ACT_LO, Cat, Residual, extremes, randn, seeded
 
 
@@ -76,34 +79,16 @@ def repack(node, fmt: str, index_bits: int | None = None) -> None:
     node.packed = dataclasses.replace(node.packed, format=fmt, layer=layer)
 
 
-def split_rows(rows: int, pe: int) -> tuple[np.ndarray, ...]:
-    """Interleaved rows per PE: PE p gets rows p, p + pe, ... (uneven when rows % pe != 0)."""
-    return tuple(np.arange(p, rows, pe) for p in range(pe))
-
-
-def make_plan(graph, pe=None, blob=(), top="admm_top", rows=None) -> BuildPlan:
-    """pe: {node: PEs} (default 1); blob: nodes whose words go to the m_axi blob, laid out one
-    after another at 64-byte aligned offsets; rows: {node: explicit row split}."""
-    pe, rows = pe or {}, rows or {}
-    layers, offset = {}, 0
-    for node in graph.nodes_of("conv", "linear"):
-        n_rows = node.packed.layer.rows
-        split = rows.get(node.name) or split_rows(n_rows, pe.get(node.name, 1))
-        if node.name in blob:
-            lp = LayerPlan(node.name, len(split), split, "blob", blob_offset=offset)
-            words = render.layer_words(graph, node.name, BuildPlan(layers={node.name: lp}))
-            nbytes = 4 * sum(w.size for w in words)
-            lp = dataclasses.replace(lp, blob_bytes=nbytes)
-            offset += -(-(nbytes + 4) // 64) * 64  # a gap of zeros before the next layer
-        else:
-            lp = LayerPlan(node.name, len(split), split, "rom")
-        layers[node.name] = lp
-    return BuildPlan(top=top, layers=layers)
+def make_plan(graph, pe=None, blob=(), top="admm_top", default=1):
+    """pe: {node: lanes} (default ``default``); blob: conv / linear nodes whose words are read
+    off-chip."""
+    return hw_plan.make_plan(graph, pe=default, pe_layers=pe or {}, offchip=tuple(blob), top=top)
 
 
 def write_project(folder: Path, graph, plan, x_int) -> Path:
     files = render.render_project_sources(graph, plan)
-    files.update(render.test_vectors(graph, x_int))
+    assert check_structure(files, plan.top) == []
+    files.update(test_vectors(graph, x_int))
     for rel, data in files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,8 +135,9 @@ class ConvChain(nn.Module):
         return self.c5s(self.c5(self.c1(torch.relu(self.c3(x)))))
 
 
-@pytest.mark.parametrize("formats", [("relative", "dense", "relative", "dense"), ("dense", "relative", "dense", "relative")])
-def test_conv_layers_match_reference(tmp_path, formats):
+@pytest.mark.parametrize("formats, pe", [(("relative", "dense", "relative", "dense"), 1),
+                                        (("dense", "relative", "dense", "relative"), 4)])
+def test_conv_layers_match_reference(tmp_path, formats, pe):
     model = prune(seeded(ConvChain, seed=1), keep=0.3, seed=1, empty_rows=(0,))
     x = randn(8, 3, 11, 13, seed=1)
     graph = lower(model, x)
@@ -164,7 +150,7 @@ def test_conv_layers_match_reference(tmp_path, formats):
             assert node.packed.layer.n_fillers > 0  # gaps longer than 2^r - 1
             assert np.diff(node.packed.layer.row_ptr)[0] == 0
     x_int = quantized(graph, x)
-    result = csim_equals_reference(tmp_path, graph, make_plan(graph), x_int)
+    result = csim_equals_reference(tmp_path, graph, make_plan(graph, default=pe), x_int)
     assert result.rebuilt and result.build_seconds > 0
 
 
@@ -238,9 +224,14 @@ def test_residual_add_with_relu(tmp_path):
     graph = lower(model, x)
     (add,) = graph.nodes_of("add")
     assert add.relu and len(graph.consumers(graph.input_node().name)) == 2  # the input fans out
-    files = render.render_project_sources(graph, make_plan(graph))
-    assert "admm_fork_" in files["firmware/admm_top.cpp"].decode()
-    csim_equals_reference(tmp_path, graph, make_plan(graph), quantized(graph, x))
+    plan = make_plan(graph, default=2)
+    inp = graph.input_node().name
+    # one channel per reader, both written by the input process: single producer, single consumer
+    fan = plan.writes(inp)
+    assert len(fan) == 2 and len({c.name for c in fan}) == 2 and {c.consumer for c in fan} == {"conv", "add"}
+    top = render.render_project_sources(graph, plan)["firmware/admm_top.cpp"].decode()
+    assert f"layer_{inp}(in_stream, {fan[0].name}, {fan[1].name});" in top
+    csim_equals_reference(tmp_path, graph, plan, quantized(graph, x))
 
 
 def test_concat(tmp_path):
@@ -313,32 +304,43 @@ def pe_net(seed=9):
 
 @pytest.mark.parametrize("pe", [2, 3])
 def test_processing_elements(tmp_path, pe):
-    """PE p computes rows p, p + pe, ...: uneven when rows % pe != 0 (7 filters, 11 neurons)."""
+    """Lanes in lockstep: 7 filters and 11 neurons dealt in slots over 2 or 3 row groups (a
+    partial last slot), the 1-row-high dense conv output split in position bands where it pays."""
     graph, x_int = pe_net()
     names = [n.name for n in graph.nodes_of("conv", "linear")]
     plan = make_plan(graph, pe={name: pe for name in names})
-    assert {len(plan.layers[name].rows) for name in names} == {pe}
+    for name in names:
+        s = plan.layers[name].schedule
+        assert 1 < s.lanes <= pe and s.groups * len(s.bands) == s.lanes
     csim_equals_reference(tmp_path, graph, plan, x_int)
-    words = (tmp_path / "firmware" / "weights" / "sparse_conv.h").read_text()
-    assert all(f"sparse_conv_words_pe{p}[" in words for p in range(pe))
+    s = plan.layers["sparse_conv"].schedule
+    rom = (tmp_path / "firmware" / "weights" / "sparse_conv_words.inc").read_text()
+    assert rom.count("{") == s.groups  # one ROM row per group
 
 
 def test_blob_placed_layers(tmp_path):
     graph, x_int = pe_net(seed=10)
-    # dense_fc has 4 neurons on 5 PEs: PE 4 has no rows at all
+    # dense_fc has 4 neurons and a budget of 5: at most 4 lanes
     plan = make_plan(graph, pe={"sparse_fc": 2, "dense_conv": 3, "dense_fc": 5}, blob=("sparse_fc", "dense_conv"))
-    assert plan.layers["dense_fc"].rows[4].size == 0
-    blob = render.weight_blob(graph, plan)
+    assert plan.layers["dense_fc"].lanes == 4
+    blob = render.weight_blob(plan)
     files = render.render_project_sources(graph, plan)
     assert files["tb/data/weights.bin"] == blob
     top = files["firmware/admm_top.cpp"].decode()
-    assert f"m_axi port=weights offset=slave bundle=gmem depth={len(blob) // 4}" in top
-    assert "sparse_fc_words_pe" not in files["firmware/weights/sparse_fc.h"].decode()
-    for name in ("sparse_fc", "dense_conv"):  # each layer's words sit at its offset, PE after PE
-        lp = plan.layers[name]
-        words = np.concatenate(render.layer_words(graph, name, plan))
-        got = np.frombuffer(blob[lp.blob_offset:lp.blob_offset + lp.blob_bytes], dtype="<u4")
-        np.testing.assert_array_equal(got, words)
+    for k, name in enumerate(("dense_conv", "sparse_fc")):  # one m_axi port each, its own bundle
+        layer = plan.layers[name]
+        port = render.blob_port(layer.ident)
+        assert (f"m_axi port={port} offset=slave bundle=gmem{k} depth={layer.beats} "
+                f"max_read_burst_length={min(256, 4096 * 8 // layer.beat_bits)}") in top
+        # the argument, its two INTERFACE pragmas and one process: its burst reader
+        assert len(re.findall(rf"\b{port}\b", top)) == 4
+        assert f"wread_{layer.ident}({port}, s_words_{layer.ident});" in top
+        assert layer.blob_offset % 64 == 0 and layer.beat_bits >= 32 * layer.schedule.groups
+        # its beats at its offset: step t holds word t of every group, padded to the beat
+        per = layer.beat_bits // 32
+        got = np.frombuffer(blob[layer.blob_offset:layer.blob_offset + layer.blob_bytes], dtype="<u4")
+        np.testing.assert_array_equal(got.reshape(layer.steps, per)[:, :layer.schedule.groups], layer.words.T)
+        assert f"{layer.ident}_words.inc" not in " ".join(files)
     csim_equals_reference(tmp_path, graph, plan, x_int)
 
 
@@ -365,7 +367,7 @@ def test_lenet5_end_to_end(lenet_project):
     folder, graph, plan, x_int, result = lenet_project
     assert result.n == 20 and result.outputs.shape == (20, 10)
     assert sorted(p.name for p in (folder / "firmware" / "kernels").iterdir()) == [
-        "conv1.h", "conv2.h", "fc1.h", "fc2.h", "pool1.h", "pool2.h"]
+        "conv1.h", "conv2.h", "fc1.h", "fc2.h", "output.h", "pool1.h", "pool2.h", "x.h"]
     again = csim.run_csim(folder, n=5)  # sources unchanged: the build is reused
     assert not again.rebuilt and again.passed and again.outputs.shape == (5, 10)
     np.testing.assert_array_equal(again.outputs, result.outputs[:5])
@@ -403,55 +405,32 @@ def test_corrupted_expectation_names_the_first_failing_layer(lenet_project, tmp_
 
 
 # -- the API without a compiler ---------------------------------------------------------------------
-def test_layer_words_slice_the_packed_stream():
-    """Each PE's words are its rows' entries re-packed: decoding them gives the rows' codes, and one
-    PE holding every row gives back the layer's own words."""
-    graph, _ = pe_net(seed=12)
-    for pe in (1, 2, 3):
-        plan = make_plan(graph, pe={n.name: pe for n in graph.nodes_of("conv", "linear")})
-        for node in graph.nodes_of("conv", "linear"):
-            layer, codes = node.packed.layer, codes_of(node)
-            words = render.layer_words(graph, node.name, plan)
-            ptrs = render.layer_row_ptrs(graph, node.name, plan)
-            assert len(words) == len(ptrs) == pe
-            for rows, w, ptr in zip(plan.layers[node.name].rows, words, ptrs):
-                assert w.dtype == np.uint32 and ptr[0] == 0 and ptr.size == rows.size + 1
-                if node.packed.format == "relative":
-                    sub = dataclasses.replace(layer, rows=rows.size, row_ptr=ptr, words=w)
-                    np.testing.assert_array_equal(decode_relative(sub), codes[rows])
-                else:
-                    flat = unpack(w, layer.value_bits, rows.size * layer.cols)
-                    np.testing.assert_array_equal(flat.reshape(rows.size, -1), codes[rows])
-                    np.testing.assert_array_equal(ptr, np.arange(rows.size + 1) * layer.cols)
-            if pe == 1:
-                np.testing.assert_array_equal(words[0], layer.words)
-
-
 def test_rendering_is_deterministic_and_marked():
     graph, x_int = pe_net(seed=13)
     plan = make_plan(graph, pe={"sparse_conv": 2}, blob=("dense_fc",))
     a = render.render_project_sources(graph, plan)
-    b = render.render_project_sources(graph, plan)
+    b = render.render_project_sources(graph, make_plan(graph, pe={"sparse_conv": 2}, blob=("dense_fc",)))
     assert a == b
-    assert render.test_vectors(graph, x_int) == render.test_vectors(graph, x_int)
+    assert test_vectors(graph, x_int) == test_vectors(graph, x_int)
     for path, data in a.items():
         if not path.endswith(".bin"):
             assert "admm-hls generated file" in data.decode().splitlines()[0], path
     assert {"firmware/admm_top.cpp", "firmware/admm_top.h", "firmware/types.h", "tb/tb_admm_top.cpp",
             "tb/compat/ap_axi_sdata.h", "firmware/kernels/sparse_conv.h",
-            "firmware/weights/sparse_conv.h"} <= set(a)
+            "firmware/weights/sparse_conv_words.inc", "firmware/weights/sparse_conv_cols.inc"} <= set(a)
+    assert "firmware/weights/dense_fc_words.inc" not in a  # off-chip: no ROM
 
 
 def test_bad_plans_are_refused():
     graph, _ = pe_net(seed=14)
-    plan = make_plan(graph)
-    missing = dataclasses.replace(plan, layers={k: v for k, v in plan.layers.items() if k != "sparse_fc"})
-    with pytest.raises(ValueError, match="no entry for weighted layer sparse_fc"):
-        render.render_project_sources(graph, missing)
-    lp = plan.layers["sparse_conv"]
-    dup = dataclasses.replace(lp, pe=2, rows=(np.arange(7), np.array([3])))
-    with pytest.raises(ValueError, match="exactly once"):
-        render.layer_words(graph, "sparse_conv", dataclasses.replace(plan, layers={**plan.layers, "sparse_conv": dup}))
+    with pytest.raises(UserError, match="no conv or linear layer of that name"):
+        make_plan(graph, blob=("nope",))
+    with pytest.raises(UserError, match="--pe-layer nope: no layer with PEs of that name"):
+        make_plan(graph, pe={"nope": 2})
+    with pytest.raises(UserError, match="whole number >= 1"):
+        make_plan(graph, default=0)
+    with pytest.raises(ValueError, match="collides with generated names"):
+        render.render_project_sources(graph, make_plan(graph, top="layer_x"))
 
 
 def test_missing_tools_are_one_line_user_errors(monkeypatch, tmp_path):

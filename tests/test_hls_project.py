@@ -1,6 +1,7 @@
-"""The HLS project builder: PE assignment, the project tree and manifest, determinism, atomic
-writes, the vendor flow scripts (run_hls.tcl through tclsh with stub commands, hls_config.cfg
-parsed), a synthesizability scan of the generated C++, and the CLI build + csim end to end."""
+"""The project builder: the project tree and manifest, determinism, atomic writes, the vendor
+flow scripts (run_hls.tcl through tclsh with stub commands, hls_config.cfg parsed), a
+synthesizability scan and the structure check of the generated C++, and the CLI build + csim
+end to end."""
 
 from __future__ import annotations
 
@@ -17,81 +18,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from torch import nn
 
 from admm_hls import reference
-from admm_hls.backends.hls import pe as pe_mod
-from admm_hls.backends.hls.pe import assign_rows, imbalance, pe_loads, row_costs, row_entries, row_nonzeros
-from admm_hls.backends.hls.project import BLOB_ALIGN, build, open_project
+from admm_hls.backends.hls.structure import check_structure
+from admm_hls.build.project import BLOB_ALIGN, build, open_project
 from admm_hls.calibration import measure_ranges
 from admm_hls.errors import UserError
 from admm_hls.ir.lower import lower_model
 
 TOP = "admm_top"
-
-
-# -- PE assignment --------------------------------------------------------------------------------
-costs_st = st.lists(st.integers(0, 1000), min_size=0, max_size=120).map(lambda v: np.array(v, dtype=np.int64))
-
-
-@settings(max_examples=300, deadline=None)
-@given(costs_st, st.integers(1, 20), st.sampled_from(["balanced", "round_robin"]))
-def test_every_row_assigned_once_sorted(cost, p, method):
-    parts = assign_rows(cost, p, method)
-    assert len(parts) == p
-    assert all(np.all(np.diff(r) > 0) for r in parts)  # ascending, no duplicates
-    allrows = np.concatenate(parts) if parts else np.zeros(0)
-    assert sorted(allrows.tolist()) == list(range(cost.size))
-    assert all(r.dtype == np.int64 for r in parts)
-    again = assign_rows(cost.copy(), p, method)  # deterministic
-    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
-
-
-@settings(max_examples=300, deadline=None)
-@given(costs_st, st.integers(1, 20))
-def test_balanced_never_worse_than_round_robin_and_lpt_bound(cost, p):
-    bal = pe_loads(cost, assign_rows(cost, p, "balanced"))
-    rr = pe_loads(cost, assign_rows(cost, p, "round_robin"))
-    assert bal.max(initial=0) <= rr.max(initial=0)
-    if cost.size:
-        # Graham: the last row placed on the busiest PE found it least loaded (<= the mean).
-        assert bal.max() <= cost.sum() / p + cost.max()
-        assert bal.sum() == cost.sum()
-
-
-def test_round_robin_is_i_mod_p():
-    parts = assign_rows(np.ones(10, dtype=np.int64), 3, "round_robin")
-    assert [r.tolist() for r in parts] == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
-
-
-def test_lpt_tie_rules_and_round_robin_fallback():
-    # Sorted 9, 5, 4, 1: 9 -> PE0, 5 -> PE1, 4 -> PE1, then loads tie at 9: 1 goes to PE0.
-    assert [r.tolist() for r in assign_rows(np.array([1, 9, 5, 4]), 2)] == [[0, 1], [2, 3]]
-    # Equal costs: ties by row index, then by PE index.
-    assert [r.tolist() for r in assign_rows(np.array([5, 5, 5, 5, 5]), 2)] == [[0, 2, 4], [1, 3]]
-    # Greedy gives 7 here, round-robin 6: the better (round-robin) is returned.
-    parts = assign_rows(np.array([2, 3, 2, 3, 2]), 2)
-    assert [r.tolist() for r in parts] == [[0, 2, 4], [1, 3]]
-    # More PEs than rows: the extra PEs are empty.
-    parts = assign_rows(np.array([3, 1]), 4)
-    assert sorted(r.size for r in parts) == [0, 0, 1, 1]
-
-
-def test_assign_rows_rejects_bad_input():
-    with pytest.raises(ValueError, match="pe must be"):
-        assign_rows(np.ones(3, dtype=np.int64), 0)
-    with pytest.raises(ValueError, match="unknown PE assignment method"):
-        assign_rows(np.ones(3, dtype=np.int64), 2, "random")
-    with pytest.raises(ValueError, match="non-negative"):
-        assign_rows(np.array([1, -1]), 2)
-
-
-def test_imbalance():
-    assert imbalance([4, 4, 4]) == 1.0
-    assert imbalance([3, 1]) == 1.5
-    assert imbalance([]) == 1.0 and imbalance([0, 0]) == 1.0
 
 
 # -- a small lowered model ------------------------------------------------------------------------
@@ -140,20 +76,6 @@ def tree(root: Path) -> dict[str, bytes]:
     return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def test_row_figures_of_packed_layers(tiny):
-    graph, _ = tiny
-    fc1 = graph["fc1"]
-    assert fc1.packed.format == "relative"
-    layer = fc1.packed.layer
-    assert row_entries(fc1.packed).sum() == layer.n_entries  # fillers included
-    assert layer.n_fillers > 0
-    assert row_nonzeros(fc1.packed).sum() == layer.n_real == np.count_nonzero(graph["fc1"].params["weight"])
-    assert np.array_equal(row_nonzeros(fc1.packed), np.count_nonzero(graph["fc1"].params["weight"], axis=1))
-    assert np.array_equal(row_costs(fc1.packed), row_entries(fc1.packed) + pe_mod.ROW_OVERHEAD)
-    dense = next(n for n in graph.nodes_of("conv", "linear") if n.packed.format == "dense")
-    assert np.all(row_entries(dense.packed) == dense.packed.layer.cols)
-
-
 def test_project_tree_and_manifest(project, tiny):
     graph, _ = tiny
     files = tree(project.path)
@@ -171,38 +93,52 @@ def test_project_tree_and_manifest(project, tiny):
     assert set(m["files"]) == set(files) - {"manifest.json"}
     for path, info in m["files"].items():
         assert info["bytes"] == len(files[path]) and info["sha256"] == hashlib.sha256(files[path]).hexdigest()
-    # Layers in topological order, weighted ones with their PE split.
+    # Layers in topological order; the plan's processes (all but the flatten alias) with their lanes.
     assert [l["name"] for l in m["layers"]] == [n.name for n in graph.topo()]
-    weighted = {l["name"]: l for l in m["layers"] if "pe" in l}
+    hw = {l["name"]: l for l in m["hardware"]["layers"]}
+    assert set(hw) == {n.name for n in graph.topo()} - {"flatten"}
+    weighted = {l["name"]: l for l in m["layers"] if "format" in l}
     assert set(weighted) == {"conv", "fc1", "fc2"}
-    assert weighted["fc1"]["pe"] == 3 and weighted["conv"]["pe"] == 2 and weighted["fc2"]["pe"] == 2
+    assert hw["fc1"]["lanes"] == 3 and hw["conv"]["lanes"] == 2 and hw["fc2"]["lanes"] == 2
+    assert hw["pool"]["lanes"] == 2 and hw["pool"]["ranges"] == [[0, 3], [3, 6]]
     for name, l in weighted.items():
-        node = graph[name]
-        assert sum(l["rows_per_pe"]) == node.packed.layer.rows
-        assert sum(l["entries_per_pe"]) == row_entries(node.packed).sum()
-        assert sum(l["nonzeros_per_pe"]) == l["sizes"]["nonzeros"]
-        assert l["imbalance"]["balanced"] <= l["imbalance"]["round_robin"]
+        node, h = graph[name], hw[name]
+        assert sum(h["rows_per_group"]) == node.packed.layer.rows
+        assert h["groups"] * len(h["bands"]) == h["lanes"]
+        assert sum(h["nonzeros_per_group"]) == l["sizes"]["nonzeros"]
+        assert 0 < h["lockstep_efficiency"] <= 1 and h["entries"] <= h["lockstep_entries"]
+        assert h["cycles"]["hls"] > h["iterations"] and h["cycles"]["rtl"] > h["iterations"]
         assert l["multiplier"]["m0"] == node.quant["multiplier"].m0
-        assert l["format"] == node.packed.format and l["acc_bits"] == node.quant["acc_bits"]
-        assert l["cycles_estimate"] > 0
-    # onchip_kb=0.05 (51 bytes): the larger layers go to the blob, 64-byte aligned, no overlap.
-    blob = sorted((l["blob_offset"], l["blob_bytes"]) for l in weighted.values() if l["placement"] == "blob")
-    assert blob, "some layer should be in the blob"
+        assert l["format"] == node.packed.format and h["acc_bits"] >= node.quant["acc_bits"]
+        assert l["cycles_estimate"] == h["cycles"]["hls"] and l["placement"] == h["placement"]
+    # The estimate is the plan's: one image through the dataflow pipeline (a chain here).
+    assert m["totals"]["cycles_estimate"] == sum(h["cycles"]["hls"] for h in hw.values())
+    assert m["totals"]["interval_estimate"] == max(h["cycles"]["hls"] for h in hw.values())
+    assert m["interface"]["control"] == "ap_ctrl_chain" and "in_stream_TDATA" in m["interface"]["ports"]
+    # onchip_kb=0.05 (51 bytes): the larger layers go off-chip, 64-byte aligned, no overlap.
+    blob = sorted((hw[n]["blob_offset"], hw[n]["blob_bytes"]) for n in weighted if hw[n]["placement"] == "blob")
+    assert blob, "some layer should be off-chip"
     assert all(off % BLOB_ALIGN == 0 for off, _ in blob)
     assert all(a[0] + a[1] <= b[0] for a, b in zip(blob, blob[1:]))
-    assert all(l["placement"] == ("blob" if 4 * sum(l["words_per_pe"]) > 51.2 else "rom") for l in weighted.values())
+    for n in weighted:
+        rom_bytes = 4 * hw[n]["groups"] * hw[n]["words_per_group"]
+        assert hw[n]["placement"] == ("blob" if rom_bytes > 51.2 else "rom")
     assert len(files[m["weight_blob"]["file"]]) == m["weight_blob"]["bytes"] == blob[-1][0] + blob[-1][1]
     assert [p for p in files if p.endswith("weights.bin")] == [m["weight_blob"]["file"]]
+    assert m["interface"]["m_axi"] == [b["port"] for b in m["weight_blob"]["layers"]]
+    mem = m["hardware"]["memory"]
+    assert mem["fits"] is True and mem["bram36"] == sum(i["bram36"] for i in mem["items"])
     readme = files["README.md"].decode()
     assert "vitis_hls -f run_hls.tcl" in readme and "v++ -c --mode hls" in readme and "| fc1 |" in readme
+    assert "ap_ctrl_chain" in readme and "`fm_conv`" in readme
 
 
 def test_no_blob_when_everything_fits(tiny, tmp_path):
     graph, _ = tiny
     p = build(graph, tmp_path / "rom", n_vectors=2, progress=False)
     assert not [f for f in tree(p.path) if f.endswith("weights.bin")]
-    assert p.manifest["weight_blob"] is None
-    assert all(l["placement"] == "rom" for l in p.manifest["layers"] if "pe" in l)
+    assert p.manifest["weight_blob"] is None and p.manifest["interface"]["m_axi"] == []
+    assert all(l["placement"] == "rom" for l in p.manifest["layers"] if "format" in l)
 
 
 def test_two_builds_are_byte_identical(tiny, tmp_path):
@@ -221,14 +157,14 @@ def siblings(parent: Path) -> list[str]:
 
 @pytest.mark.parametrize("exc", [RuntimeError("render broke"), KeyboardInterrupt()])
 def test_failure_midway_leaves_nothing(tiny, tmp_path, monkeypatch, exc):
-    from admm_hls.backends.hls import render
+    from admm_hls.build import project as project_mod
 
     graph, _ = tiny
 
     def boom(*args, **kwargs):
         raise exc
 
-    monkeypatch.setattr(render, "test_vectors", boom)  # after the sources are rendered
+    monkeypatch.setattr(project_mod, "test_vectors", boom)  # after the sources are rendered
     with pytest.raises(type(exc)):
         build(graph, tmp_path / "out", n_vectors=2, progress=False)
     assert siblings(tmp_path) == []
@@ -270,7 +206,7 @@ def test_pe_layers_by_module_path(tmp_path):
     x = torch.randn(8, 4)
     graph = lower_model(model, (4,), measure_ranges(model, [x]))
     p = build(graph, tmp_path / "seq", pe=1, pe_layers={"3": 2, "_1": 3}, n_vectors=2, progress=False)
-    pes = {l["name"]: (l["module"], l["pe"]) for l in p.manifest["layers"] if "pe" in l}
+    pes = {l["name"]: (l["module"], l["lanes"]) for l in p.manifest["layers"] if "format" in l}
     assert pes == {"_1": ("1", 3), "_3": ("3", 2)}
     assert p.csim().passed
 
@@ -278,7 +214,7 @@ def test_pe_layers_by_module_path(tmp_path):
 def test_bad_options_are_user_errors(tiny, tmp_path):
     graph, _ = tiny
     for kwargs, msg in (({"top": "1top"}, "C identifier"), ({"pe": 0}, "PE count"),
-                        ({"pe_layers": {"nope": 2}}, "no conv or linear layer"), ({"clock_ns": 0}, "--clock"),
+                        ({"pe_layers": {"nope": 2}}, "no layer with PEs of that name"), ({"clock_ns": 0}, "--clock"),
                         ({"vectors": np.zeros((2, 3))}, "shape"), ({"vectors": np.full((1, 1, 8, 8), 300)}, "range")):
         with pytest.raises(UserError, match=msg):
             build(graph, tmp_path / "x", progress=False, **kwargs)
@@ -456,8 +392,13 @@ def function_bodies(text: str):
 
 
 def scan_synthesizable(folder: Path) -> list[str]:
-    """Constructs Vitis HLS cannot synthesize (or that this project forbids) in firmware/."""
-    sources = {p: strip_cpp(p.read_text()) for p in sorted(folder.rglob("*")) if p.suffix in (".cpp", ".h", ".hpp")}
+    """Constructs Vitis HLS cannot synthesize (or that this project forbids) in firmware/, as
+    synthesis reads it (csim-only code left out)."""
+    from admm_hls.backends.hls.structure import synthesis_view
+
+    texts = {f"firmware/{p.relative_to(folder).as_posix()}": p.read_text() for p in sorted(folder.rglob("*"))
+             if p.suffix in (".cpp", ".h", ".hpp")}
+    sources = {Path(p): strip_cpp(t) for p, t in synthesis_view(texts).items()}
     known = constants(list(sources.values()))
     bad = []
     for path, text in sources.items():
@@ -485,6 +426,18 @@ def scan_synthesizable(folder: Path) -> list[str]:
 
 def test_generated_firmware_is_synthesizable(project):
     assert scan_synthesizable(project.path / "firmware") == []
+
+
+def test_generated_firmware_passes_the_structure_check(project):
+    files = {p: d for p, d in tree(project.path).items() if p.startswith("firmware/")}
+    assert check_structure(files, TOP) == []
+    # two off-chip layers: two m_axi ports, each read by one burst-reader process
+    top = files[f"firmware/{TOP}.cpp"].decode()
+    ports = [b["port"] for b in project.manifest["weight_blob"]["layers"]]
+    assert len(ports) >= 2 and len(set(ports)) == len(ports)
+    for k, port in enumerate(ports):
+        assert re.search(rf"INTERFACE mode=m_axi port={port} offset=slave bundle=gmem{k} ", top)
+        assert len(re.findall(rf"\w+\([^;]*\b{port}\b[^;]*\);", top)) == 1
 
 
 @pytest.mark.parametrize("planted", [
@@ -546,7 +499,7 @@ def test_cli_build_and_csim_end_to_end(lenet_ckpt, tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert m["vectors"]["count"] == 4 and "random" in m["vectors"]["source"]
     fc1 = next(l for l in m["layers"] if l["name"] == "fc1")
-    assert fc1["pe"] == 4 and fc1["placement"] == "blob"
+    assert fc1["lanes"] == 4 and fc1["placement"] == "blob"
     sim = run_cli("csim", str(out))
     assert sim.returncode == 0, sim.stdout + sim.stderr
     assert "PASS" in sim.stdout and "4 vectors" in sim.stdout
@@ -571,7 +524,7 @@ def test_cli_build_uses_mnist_when_available(mnist_dir, lenet_ckpt, tmp_path):
 
 def test_cli_errors_are_one_line(tmp_path, lenet_ckpt):
     proc = run_cli("csim", str(tmp_path))
-    assert proc.returncode == 2 and "not an admm-hls HLS project" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "not an admm-hls project" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("build", str(lenet_ckpt), "--out", str(tmp_path / "x"), "--pe-layer", "fc1")
     assert proc.returncode == 2 and "NAME=N" in proc.stderr and "Traceback" not in proc.stderr
     proc = run_cli("build", str(tmp_path / "missing.pt"), "--out", str(tmp_path / "y"))

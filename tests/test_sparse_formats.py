@@ -115,6 +115,8 @@ def test_relative_roundtrip_and_contract(layer: tuple[np.ndarray, int, int, int]
     codes, vb, r, wb = layer
     enc = encode_relative(codes, vb, r, wb)
     np.testing.assert_array_equal(decode_relative(enc), codes)
+    for a, b in ((0, codes.shape[0] // 2), (codes.shape[0] // 3, codes.shape[0])):  # a block of rows only
+        np.testing.assert_array_equal(decode_relative(enc, a, b), codes[a:b])
 
     # Stream matches the per-row reference exactly (codes, gaps, row_ptr, fillers).
     stream, row_ptr = _reference_stream(codes, r)
@@ -298,6 +300,8 @@ def test_dense_roundtrip(layer: tuple[np.ndarray, int, int, int]) -> None:
     codes, vb, _, wb = layer
     enc = encode_dense(codes, vb, wb)
     np.testing.assert_array_equal(decode_dense(enc), codes)
+    for a, b in ((0, codes.shape[0] // 2), (codes.shape[0] // 3, codes.shape[0])):  # a block of rows only
+        np.testing.assert_array_equal(decode_dense(enc, a, b), codes[a:b])
     # One row-major stream: rows do not restart at a word boundary.
     np.testing.assert_array_equal(unpack(enc.words, vb, codes.size, wb), codes.ravel())
     rep = enc.size_report(codes.shape[0], 16, 4, n_levels=6)

@@ -1,4 +1,4 @@
-"""2-D convolution (groups 1): im2col, then an exact integer matrix product."""
+"""2-D convolution (groups 1): im2col, then an exact integer matrix product with the packed weights."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 
 from ..arith import requantize
 from .base import LayerKind
-from .weights import packed_levels, quantize_weighted
+from .weights import packed_product, quantize_weighted
 
 
 def conv_out(size: int, k: int, s: int, p: int) -> int:
@@ -21,12 +21,6 @@ def im2col(x: np.ndarray, kernel, stride, padding, pad_value: int = 0) -> np.nda
     win = np.lib.stride_tricks.sliding_window_view(x, (kh, kw), axis=(2, 3))[:, :, ::sh, ::sw]
     n, c, ho, wo = win.shape[:4]
     return win.transpose(0, 2, 3, 1, 4, 5).reshape(n, ho, wo, c * kh * kw)
-
-
-def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Integer a @ b via float64 BLAS: exact because the accumulator bound (proved < 2^31 by
-    quantize) keeps every partial sum far below 2^53."""
-    return np.rint(a.astype(np.float64) @ b.astype(np.float64)).astype(np.int64)
 
 
 class Conv(LayerKind):
@@ -46,6 +40,6 @@ class Conv(LayerKind):
         p, q = node.params, node.quant
         kernel = p["weight"].shape[2:]
         cols = im2col(inputs[0], kernel, p["stride"], p["padding"])
-        acc = exact_matmul(cols, packed_levels(node).T) + q["bias"]
+        acc = packed_product(node, cols) + q["bias"]
         out = requantize(acc, q["multiplier"], q["bits"], node.relu)
         return out.transpose(0, 3, 1, 2)

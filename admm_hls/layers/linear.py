@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from ..arith import requantize
 from .base import LayerKind
-from .conv import exact_matmul
-from .weights import packed_levels, quantize_weighted
+from .weights import packed_product, quantize_weighted
 
 
 class Linear(LayerKind):
@@ -22,5 +21,5 @@ class Linear(LayerKind):
 
     def reference(self, node, inputs):
         q = node.quant
-        acc = exact_matmul(inputs[0], packed_levels(node).T) + q["bias"]
+        acc = packed_product(node, inputs[0]) + q["bias"]
         return requantize(acc, q["multiplier"], q["bits"], node.relu)

@@ -49,6 +49,16 @@ def integer_weights(node, ctx, weight: np.ndarray) -> tuple[np.ndarray, float, i
     return levels.reshape(rows, -1).astype(np.int8), scale, bits
 
 
+def accumulator_bound(abs_row_sums: np.ndarray, bias: np.ndarray, act_bits: int) -> int:
+    """The largest |accumulator| any row can reach: every input at its largest magnitude with
+    the sign of its weight, plus the bias. ``abs_row_sums``: sum of |weight level| per row."""
+    if not np.size(abs_row_sums):
+        return 0
+    x_peak = -qrange(act_bits)[0]
+    sums = np.asarray(abs_row_sums, dtype=np.int64)
+    return int((sums * x_peak + np.abs(np.asarray(bias, dtype=np.int64))).max())
+
+
 def quantize_weighted(node, graph, ctx, weight: np.ndarray, bias: np.ndarray) -> None:
     """Integer parameters of a conv/linear layer, with the accumulator overflow proof."""
     (src,) = graph.inputs(node.name)
@@ -57,10 +67,8 @@ def quantize_weighted(node, graph, ctx, weight: np.ndarray, bias: np.ndarray) ->
     out_scale = ctx.scale(node)
     acc_scale = in_scale * w_scale
     bias_q = np.floor(bias.astype(np.float64) / acc_scale + 0.5).astype(np.int64)
-    # Bound: every input at its largest magnitude with the sign of its weight, plus the bias.
-    x_peak = -qrange(ctx.act_bits)[0]
     row_sums = np.abs(levels).sum(axis=1, dtype=np.int64)  # levels fit int8: abs cannot overflow
-    bound = int((row_sums * x_peak + np.abs(bias_q)).max()) if levels.size else 0
+    bound = accumulator_bound(row_sums, bias_q, ctx.act_bits) if levels.size else 0
     need = bits_for(bound)
     if need > ctx.acc_bits:
         raise UserError(
@@ -81,8 +89,28 @@ def quantize_weighted(node, graph, ctx, weight: np.ndarray, bias: np.ndarray) ->
     }
 
 
-def packed_levels(node) -> np.ndarray:
-    """Integer weights (rows, fan_in) decoded from the packed words: exercises the format."""
+def packed_levels(node, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Integer weights (rows, fan_in) decoded from the packed words: exercises the format.
+    ``start``, ``stop``: only those rows."""
     layer = node.packed.layer
-    codes = decode_relative(layer) if node.packed.format == "relative" else decode_dense(layer)
+    decode = decode_relative if node.packed.format == "relative" else decode_dense
+    codes = decode(layer, start, stop)
     return node.packed.codebook.decode(codes).astype(np.int64)
+
+
+PRODUCT_BLOCK_BYTES = 32 << 20  # decoded weights held at once: large fc layers go block by block
+
+
+def packed_product(node, x: np.ndarray) -> np.ndarray:
+    """x @ W.T exactly, W the integer weights decoded from the packed words, for x of shape
+    (..., fan_in) -> (..., rows) int64. Float64 BLAS is exact here: the accumulator bound
+    (proved < 2^31 by quantize) keeps every partial sum far below 2^53. The weights are decoded
+    a block of rows at a time, so a 4096 x 9216 layer never exists as one dense matrix."""
+    rows, cols = node.packed.layer.rows, node.packed.layer.cols
+    flat = np.asarray(x).reshape(-1, cols).astype(np.float64)
+    out = np.empty((flat.shape[0], rows), dtype=np.int64)
+    block = max(1, PRODUCT_BLOCK_BYTES // (16 * max(1, cols)))
+    for r0 in range(0, rows, block):
+        r1 = min(rows, r0 + block)
+        out[:, r0:r1] = np.rint(flat @ packed_levels(node, r0, r1).T.astype(np.float64))
+    return out.reshape(*np.shape(x)[:-1], rows)

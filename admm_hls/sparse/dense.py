@@ -183,7 +183,14 @@ def encode_dense(
     )
 
 
-def decode_dense(layer: DenseLayer) -> np.ndarray:
-    """Unpack the stream back to the (rows, cols) int64 code matrix."""
-    flat = unpack(layer.words, layer.value_bits, layer.rows * layer.cols, layer.word_bits)
-    return flat.reshape(layer.rows, layer.cols)
+def decode_dense(layer: DenseLayer, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Unpack the stream back to the (rows, cols) int64 code matrix; ``start``, ``stop``: only
+    rows start..stop-1 (only their words are unpacked)."""
+    stop = layer.rows if stop is None else int(stop)
+    if not 0 <= start <= stop <= layer.rows:
+        raise ValueError(f"rows {start}..{stop} outside 0..{layer.rows}")
+    e0, n = start * layer.cols, (stop - start) * layer.cols
+    k = layer.word_bits // layer.value_bits
+    skip = e0 % k
+    flat = unpack(np.asarray(layer.words)[e0 // k:], layer.value_bits, skip + n, layer.word_bits)[skip:]
+    return flat.reshape(stop - start, layer.cols)

@@ -277,28 +277,36 @@ def encode_relative(
     )
 
 
-def decode_relative(layer: RelativeIndexLayer) -> np.ndarray:
-    """Rebuild the (rows, cols) int64 code matrix from the PACKED words and row_ptr."""
+def decode_relative(layer: RelativeIndexLayer, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rebuild the (rows, cols) int64 code matrix from the PACKED words and row_ptr; ``start``,
+    ``stop``: only rows start..stop-1 (only their words are unpacked)."""
     vb, r = layer.value_bits, layer.index_bits
     rows, cols = layer.rows, layer.cols
     row_ptr = np.asarray(layer.row_ptr, dtype=np.int64)
     if row_ptr.shape != (rows + 1,) or row_ptr[0] != 0 or np.any(np.diff(row_ptr) < 0):
         raise ValueError("row_ptr must be non-decreasing, start at 0 and have rows + 1 items")
-    n = int(row_ptr[-1])
-    e = unpack(layer.words, vb + r, n, layer.word_bits)
+    stop = rows if stop is None else int(stop)
+    if not 0 <= start <= stop <= rows:
+        raise ValueError(f"rows {start}..{stop} outside 0..{rows}")
+    ptr = row_ptr[start:stop + 1]
+    e0, n = int(ptr[0]), int(ptr[-1] - ptr[0])
+    k = layer.word_bits // (vb + r)
+    skip = e0 % k  # the block's first entry sits mid-word
+    e = unpack(np.asarray(layer.words)[e0 // k:], vb + r, skip + n, layer.word_bits)[skip:]
     codes = e & ((1 << vb) - 1)
     gaps = e >> vb
 
     # position = per-row cumsum(gap + 1) - 1: global cumsum minus the row's base.
+    ptr = ptr - e0
     step_sum = np.cumsum(gaps + 1)
-    base = np.concatenate([np.zeros(1, dtype=np.int64), step_sum])[row_ptr[:-1]]
-    counts = np.diff(row_ptr)
-    entry_row = np.repeat(np.arange(rows, dtype=np.int64), counts)
+    base = np.concatenate([np.zeros(1, dtype=np.int64), step_sum])[ptr[:-1]]
+    counts = np.diff(ptr)
+    entry_row = np.repeat(np.arange(stop - start, dtype=np.int64), counts)
     pos = step_sum - np.repeat(base, counts) - 1
     if pos.size and int(pos.max()) >= cols:
         raise ValueError(f"corrupt stream: an entry lands at column {int(pos.max())} >= {cols}")
 
-    out = np.zeros((rows, cols), dtype=np.int64)
+    out = np.zeros((stop - start, cols), dtype=np.int64)
     keep = codes != 0  # fillers carry code 0
     out[entry_row[keep], pos[keep]] = codes[keep]
     return out

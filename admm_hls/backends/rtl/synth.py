@@ -49,7 +49,7 @@ from typing import Any
 from ...errors import UserError
 
 __all__ = ["synth_engines", "format_table", "family_for_part", "find_yosys", "load_engines", "engine_script",
-           "record", "without_timing", "COUNTS", "ENGINES", "RESOURCES_TXT", "INSTALL_HINT"]
+           "without_timing", "COUNTS", "ENGINES", "RESOURCES_TXT", "INSTALL_HINT"]
 
 ENGINES = "engines.json"
 RESOURCES_TXT = "resources.txt"
@@ -131,7 +131,7 @@ def load_engines(rtl_dir: str | os.PathLike) -> list[dict[str, Any]]:
     path = rtl / ENGINES
     if not path.is_file():
         raise UserError(f"{rtl} has no {ENGINES}: rebuild the project with this admm-hls ('admm-hls build --force')")
-    from ..hls.project import read_json
+    from ...jsonio import read_json
 
     engines = read_json(path, "rebuild the project with 'admm-hls build --force'")
     ok = isinstance(engines, list) and engines and all(
@@ -309,7 +309,7 @@ def synth_engines(
 
 
 def _manifest_part(path: Path) -> str:
-    from ..hls.project import DEFAULT_PART
+    from ...hw.plan import DEFAULT_PART
 
     try:
         part = json.loads(path.read_text()).get("part")
@@ -365,38 +365,3 @@ def format_table(result: dict[str, Any]) -> str:
 
 def _multi(result: dict[str, Any], layer: str) -> bool:
     return any(r["layer"] == layer and r["instances"] > 1 for r in result["layers"])
-
-
-def _replace(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def record(project_dir: str | os.PathLike, result: dict[str, Any]) -> list[Path]:
-    """Write the result into the project: ``manifest.json`` gets it (less the seconds) under
-    ``rtl.resources``, ``rtl/resources.txt`` the table. Each file is replaced atomically."""
-    from ..hls.project import MANIFEST, _dump_json, open_project
-
-    project = open_project(project_dir)
-    manifest = project.manifest
-    rtl_entry = manifest.get("rtl")
-    if not isinstance(rtl_entry, dict):
-        rtl_entry = manifest["rtl"] = {}
-    rtl_entry["resources"] = without_timing(result)
-    txt = project.path / "rtl" / RESOURCES_TXT
-    _replace(txt, format_table(result).encode())
-    _replace(project.path / MANIFEST, _dump_json(manifest))
-    return [project.path / MANIFEST, txt]

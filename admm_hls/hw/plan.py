@@ -1,0 +1,425 @@
+"""HardwarePlan: every hardware decision of a build, made once, rendered by both backends.
+
+``make_plan(graph, pe=4)`` decides, from the packed LayerGraph and the user's options:
+
+* lanes (PEs) per layer: a conv / linear layer spends its budget as G row groups x B position
+  bands in lockstep (``schedule``), with one padded weight stream per group (``streams``); a
+  pool or element-wise layer splits its channels into ranges, a concat runs its inputs side by
+  side. ``--pe N`` is that budget for every layer; ``pe_layers`` overrides it per layer.
+* the banking of every feature map (``layout``): each lane of a producer writes its own bank,
+  and each consumer lane gets its own copy of the banks (its own read port);
+* where each conv / linear layer's words live: an on-chip ROM, or, when they exceed
+  ``onchip_kb`` KiB, the off-chip weight blob read over AXI (its own m_axi port);
+* the on-chip memory of the whole design in the part's units (``memory``), checked against the
+  part: a design that cannot fit is a ``UserError`` unless ``check_memory=False``;
+* the cycles of every process in both backends (``cycles``).
+
+Neither backend decides anything the plan decides; the manifest records the plan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import UserError
+from ..ir.graph import LayerGraph, Node
+from .cycles import overhead
+from .layout import Layout, range_layout, weighted_layout
+from .memory import PartMemory, Storage, part_memory, storage
+from .names import ALIASES, layer_names, tensor_of
+from .schedule import Schedule, best_schedule, range_split
+from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream
+
+__all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN",
+           "KINDS", "resolve_pe_layers", "check_pe"]
+
+DEFAULT_PART = "xczu9eg-ffvb1156-2-e"
+BLOB_ALIGN = 64  # bytes: every blob layer starts on an AXI burst-friendly boundary
+MAX_BEAT_BITS = 512  # widest m_axi port the plan asks for
+STREAM_DEPTH = 2  # FIFO depth of the weight and schedule streams (they only run ahead)
+
+# The kind of process each op becomes (one pipelined loop each; see cycles.py).
+KINDS = {"input": "input", "output": "output", "conv": "weighted", "linear": "weighted", "maxpool": "window",
+         "avgpool": "window", "add": "elementwise", "relu": "elementwise", "concat": "concat"}
+
+
+@dataclass(frozen=True, eq=False)
+class LayerHW:
+    """One process of the design (every node but aliases)."""
+
+    name: str  # node name
+    ident: str  # its C / Verilog identifier
+    op: str
+    kind: str  # KINDS[op]
+    lanes: int  # parallel lanes (PEs)
+    iterations: int  # issue cycles of its pipelined loop
+    layout: Layout | None  # banks of its output (None: the output process)
+    ranges: tuple[tuple[int, int], ...] = ()  # window / elementwise: channel ranges; concat: per input
+    schedule: Schedule | None = None  # conv / linear
+    stream: WeightStream | None = None
+    words: np.ndarray | None = None  # (groups, steps) uint32, lockstep
+    placement: str = ""  # conv / linear: "rom" or "blob"
+    blob_offset: int = 0
+    beat_bits: int = 0  # blob: m_axi data width
+    beats: int = 0  # blob: beats read per inference
+
+    @property
+    def steps(self) -> int:
+        return int(self.words.shape[1]) if self.words is not None else 0
+
+    @property
+    def blob_bytes(self) -> int:
+        return self.beats * self.beat_bits // 8
+
+    @property
+    def beats_per_step(self) -> int:
+        return -(-WORD_BITS * self.schedule.groups // self.beat_bits) if self.beat_bits else 0
+
+    @property
+    def reader_lanes(self) -> int:
+        """Read ports this process needs on each input: one per lane (a concat lane reads one
+        input only)."""
+        return 1 if self.kind in ("concat", "output", "input") else self.lanes
+
+    def cycles(self, backend: str) -> int:
+        return self.iterations + overhead(self.kind, backend, blob=self.placement == "blob")
+
+
+@dataclass(frozen=True, eq=False)
+class Channel:
+    """A ping-pong buffer between two processes: one writer, one reader, one copy of the
+    producer's banks per reader lane."""
+
+    name: str  # C identifier
+    tensor: str  # the producing process (node name)
+    consumer: str  # the reading process (node name)
+    port: int  # argument position at the consumer
+    copies: int
+    layout: Layout
+    bits: int  # bits per element
+
+    @property
+    def storage(self) -> Storage:
+        return storage(self.layout.bank_size, self.bits, None)
+
+
+@dataclass(frozen=True)
+class MemoryUse:
+    items: tuple[dict[str, Any], ...]  # what, kind, count, bram36, uram, bits
+    bram36: float
+    uram: int
+    lutram_bits: int
+    part: PartMemory | None
+
+    @property
+    def fits(self) -> bool | None:
+        if self.part is None:
+            return None
+        return self.bram36 <= self.part.bram36 and self.uram <= self.part.uram
+
+    def summary(self) -> str:
+        have = (f" of {self.part.bram36} / {self.part.uram}" if self.part else " (part unknown: not checked)")
+        return f"{self.bram36:g} BRAM36 / {self.uram} URAM{have}"
+
+
+@dataclass(frozen=True, eq=False)
+class HardwarePlan:
+    top: str
+    part: str
+    clock_ns: float
+    pe: int
+    onchip_kb: float
+    act_bits: int
+    layers: dict[str, LayerHW]  # every process, in topological order
+    channels: tuple[Channel, ...]
+    names: dict[str, str]  # node name -> identifier (aliases included)
+    tensor: dict[str, str]  # node name -> the process whose output holds its tensor
+    edges: tuple[tuple[str, str], ...] = field(default=())  # (producer process, consumer process)
+    memory: MemoryUse | None = None
+
+    # -- queries -----------------------------------------------------------------------------------
+    def weighted(self) -> list[LayerHW]:
+        return [l for l in self.layers.values() if l.kind == "weighted"]
+
+    def blob_layers(self) -> list[LayerHW]:
+        return [l for l in self.weighted() if l.placement == "blob"]
+
+    def reads(self, name: str) -> list[Channel]:
+        """The channels process ``name`` reads, in argument order."""
+        return sorted((c for c in self.channels if c.consumer == name), key=lambda c: c.port)
+
+    def writes(self, name: str) -> list[Channel]:
+        return [c for c in self.channels if c.tensor == name]
+
+    def cycles(self, backend: str) -> dict[str, int]:
+        return {n: l.cycles(backend) for n, l in self.layers.items()}
+
+    def latency(self, backend: str = "hls") -> int:
+        """Cycles of one inference: the longest path of process cycles (HLS dataflow), or the
+        sum of all processes (the RTL runs one layer at a time)."""
+        cycles = self.cycles(backend)
+        if backend == "rtl":
+            return sum(cycles.values())
+        done: dict[str, int] = {}
+        for name in self.layers:
+            before = [done[p] for p, c in self.edges if c == name]
+            done[name] = max(before, default=0) + cycles[name]
+        return max(done.values(), default=0)
+
+    def interval(self) -> int:
+        """Cycles between images of the HLS dataflow pipeline (ap_ctrl_chain): its slowest process."""
+        return max(self.cycles("hls").values(), default=0)
+
+    def blob_size(self) -> int:
+        return max((l.blob_offset + l.blob_bytes for l in self.blob_layers()), default=0)
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The plan as the manifest records it (plain JSON types)."""
+        layers = []
+        hls, rtl = self.cycles("hls"), self.cycles("rtl")
+        for l in self.layers.values():
+            entry: dict[str, Any] = {"name": l.name, "ident": l.ident, "op": l.op, "kind": l.kind, "lanes": l.lanes,
+                                     "iterations": l.iterations, "cycles": {"hls": hls[l.name], "rtl": rtl[l.name]}}
+            if l.layout is not None:
+                entry["banks"] = {"groups": l.layout.groups, "bands": [list(b) for b in l.layout.bands],
+                                  "bank_size": l.layout.bank_size}
+            if l.ranges:
+                entry["ranges"] = [list(r) for r in l.ranges]
+            if l.schedule is not None:
+                s, st = l.schedule, l.stream
+                real = int(st.entries.sum())
+                entry.update({
+                    "groups": s.groups, "bands": [list(b) for b in s.bands], "slots": s.slots,
+                    "slot_entries": [int(c) for c in s.slot_count],
+                    "rows_per_group": [int(s.group_rows(g).size) for g in range(s.groups)],
+                    "nonzeros_per_group": [int(st.nonzeros[s.group_rows(g)].sum()) for g in range(s.groups)],
+                    "entries": real, "lockstep_entries": s.entries * s.groups,
+                    "lockstep_efficiency": round(real / max(1, s.entries * s.groups), 6),
+                    "nonzero_macs": int(st.nonzeros.sum()) * (l.layout.shape[1] * l.layout.shape[2]),
+                    "acc_bits": st.acc_bits, "acc_bound": st.acc_bound,
+                    "words_per_group": l.steps, "placement": l.placement,
+                })
+                if l.placement == "blob":
+                    entry.update({"blob_offset": l.blob_offset, "blob_bytes": l.blob_bytes, "beat_bits": l.beat_bits,
+                                  "beats": l.beats})
+            layers.append(entry)
+        channels = [{"name": c.name, "from": c.tensor, "to": c.consumer, "kind": "pipo", "copies": c.copies,
+                     "banks": c.layout.banks, "bank_size": c.layout.bank_size, "bits": c.bits,
+                     "storage": c.storage.kind} for c in self.channels]
+        mem = self.memory
+        return {
+            "pe": self.pe, "part": self.part, "clock_ns": self.clock_ns, "onchip_kb": self.onchip_kb,
+            "layers": layers, "channels": channels,
+            "memory": None if mem is None else {
+                "bram36": mem.bram36, "uram": mem.uram, "lutram_bits": mem.lutram_bits,
+                "available": None if mem.part is None else {"bram36": mem.part.bram36, "uram": mem.part.uram},
+                "fits": mem.fits, "items": list(mem.items)},
+            "cycles": {"hls_latency": self.latency("hls"), "hls_interval": self.interval(),
+                       "rtl_latency": self.latency("rtl")},
+        }
+
+
+# -- options -------------------------------------------------------------------------------------------
+def check_pe(value, what: str) -> int:
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1 or n != value:
+        raise UserError(f"{what}: the PE count must be a whole number >= 1, got {value!r}")
+    return n
+
+
+LANED = ("conv", "linear", "maxpool", "avgpool", "add", "relu")
+
+
+def resolve_pe_layers(graph: LayerGraph, pe_layers: dict[str, int] | None) -> dict[str, int]:
+    """{node name: PEs}; keys may be node names or module paths (``features.0``)."""
+    out: dict[str, int] = {}
+    nodes = graph.nodes_of(*LANED)
+    by_name = {n.name: n.name for n in nodes} | {n.module: n.name for n in nodes if n.module}
+    for key, value in (pe_layers or {}).items():
+        if key not in by_name:
+            known = ", ".join(n.name + (f" ({n.module})" if n.module and n.module != n.name else "") for n in nodes)
+            raise UserError(f"--pe-layer {key}: no layer with PEs of that name; the layers are {known}")
+        out[by_name[key]] = check_pe(value, f"--pe-layer {key}")
+    return out
+
+
+# -- per-op planners ----------------------------------------------------------------------------------
+def _shape3(shape) -> tuple[int, int, int]:
+    shape = tuple(int(s) for s in shape)
+    return shape if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
+
+
+def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+    stream = weight_stream(node, act_bits)
+    _, ho, wo = _shape3(node.shape) if node.op == "conv" else (0, 1, 1)
+    schedule = best_schedule(stream.entries, ho, wo, budget)
+    return LayerHW(node.name, ident, node.op, "weighted", schedule.lanes, schedule.iterations,
+                   weighted_layout(node.shape, schedule), schedule=schedule, stream=stream,
+                   words=lockstep_words(stream, schedule))
+
+
+def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+    c, ho, wo = _shape3(node.shape)
+    kh, kw = node.params["kernel"]
+    ranges = range_split(c, budget)
+    span = max(hi - lo for lo, hi in ranges)
+    return LayerHW(node.name, ident, node.op, "window", len(ranges), span * ho * wo * kh * kw,
+                   range_layout(node.shape, ranges), ranges=ranges)
+
+
+def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+    c, h, w = _shape3(node.shape)
+    ranges = range_split(c, budget)
+    span = max(hi - lo for lo, hi in ranges)
+    return LayerHW(node.name, ident, node.op, "elementwise", len(ranges), span * h * w,
+                   range_layout(node.shape, ranges), ranges=ranges)
+
+
+def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+    spans, lo = [], 0
+    for src in graph.inputs(node.name):
+        c = _shape3(graph[src].shape)[0]
+        spans.append((lo, lo + c))
+        lo += c
+    largest = max(int(np.prod(graph[s].shape)) for s in graph.inputs(node.name))
+    return LayerHW(node.name, ident, node.op, "concat", len(spans), largest, range_layout(node.shape, tuple(spans)),
+                   ranges=tuple(spans))
+
+
+def _input(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+    c = _shape3(node.shape)[0]
+    return LayerHW(node.name, ident, "input", "input", 1, int(np.prod(node.shape)),
+                   range_layout(node.shape, ((0, c),)))
+
+
+def _output(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+    return LayerHW(node.name, ident, "output", "output", 1, int(np.prod(node.shape)), None)
+
+
+PLANNERS = {"input": _input, "output": _output, "conv": _weighted, "linear": _weighted, "maxpool": _window,
+            "avgpool": _window, "add": _elementwise, "relu": _elementwise, "concat": _concat}
+
+
+# -- placement and memory -----------------------------------------------------------------------------
+def _place(layer: LayerHW, limit_bytes: float, offset: int, offchip: bool) -> tuple[LayerHW, int]:
+    """ROM, or the blob at ``offset`` (returns the next free offset)."""
+    from dataclasses import replace
+
+    groups = layer.schedule.groups
+    if not offchip and WORD_BITS * groups * layer.steps // 8 <= limit_bytes:
+        return replace(layer, placement="rom"), offset
+    beat_bits = min(MAX_BEAT_BITS, 1 << max(5, (WORD_BITS * groups - 1).bit_length()))
+    per_step = -(-WORD_BITS * groups // beat_bits)
+    offset = -(-offset // BLOB_ALIGN) * BLOB_ALIGN
+    placed = replace(layer, placement="blob", blob_offset=offset, beat_bits=beat_bits, beats=layer.steps * per_step)
+    return placed, offset + placed.blob_bytes
+
+
+def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: PartMemory | None) -> MemoryUse:
+    items: list[dict[str, Any]] = []
+
+    def add(what: str, count: int, depth: int, width: int, rom: bool) -> None:
+        if depth <= 0 or count <= 0:
+            return
+        s = storage(depth, width, part, rom=rom)
+        items.append({"what": what, "kind": s.kind, "count": count, "depth": depth, "width": width,
+                      "bram36": s.bram36 * count, "uram": s.uram * count, "bits": s.bits * count})
+
+    for c in channels:  # ping-pong: two buffers per bank and copy
+        add(f"channel {c.name}", 2 * c.copies * c.layout.banks, c.layout.bank_size, c.bits, rom=False)
+    for l in layers.values():
+        if l.kind != "weighted":
+            continue
+        s, st = l.schedule, l.stream
+        if l.placement == "rom":
+            add(f"{l.ident} weight ROM", s.groups, l.steps, WORD_BITS, rom=True)
+        add(f"{l.ident} schedule ROM", 1, s.slots, 16 + s.groups * st.acc_bits, rom=True)
+        add(f"{l.ident} column tables", s.groups, st.cols, 48 if l.op == "conv" else 40, rom=True)
+        if s.positions > 1:  # the slot's words, replayed at every output position
+            words = int(np.max(-(-(s.slot_count + st.per_word - 1) // st.per_word))) + 1
+            add(f"{l.ident} row buffers", s.groups, words, WORD_BITS, rom=False)
+    bram = sum(i["bram36"] for i in items)
+    return MemoryUse(tuple(items), bram, sum(i["uram"] for i in items),
+                     sum(i["bits"] for i in items if i["kind"] == "lutram"), part)
+
+
+# -- the plan -----------------------------------------------------------------------------------------
+def make_plan(
+    graph: LayerGraph,
+    *,
+    pe: int = 1,
+    pe_layers: dict[str, int] | None = None,
+    onchip_kb: float = 512.0,
+    part: str = DEFAULT_PART,
+    clock_ns: float = 5.0,
+    top: str = "admm_top",
+    check_memory: bool = True,
+    offchip: tuple[str, ...] = (),
+    bar=None,
+) -> HardwarePlan:
+    """The plan of a packed LayerGraph (see the module docstring). ``offchip``: conv / linear
+    layers (node names) whose words go off-chip whatever their size; ``bar``: a tqdm bar
+    advanced once per weighted layer."""
+    budget = check_pe(pe, "--pe")
+    unknown = set(offchip) - {n.name for n in graph.nodes_of("conv", "linear")}
+    if unknown:
+        raise UserError(f"off-chip layers {', '.join(sorted(unknown))}: no conv or linear layer of that name")
+    per_layer = resolve_pe_layers(graph, pe_layers)
+    act_bits = int(graph.meta.get("act_bits", graph.input_node().quant.get("bits", 8)))
+    names = layer_names(graph)
+    tensor = tensor_of(graph)
+    layers: dict[str, LayerHW] = {}
+    limit = float(onchip_kb) * 1024
+    offset = 0
+    for node in graph.topo():
+        if node.op in ALIASES:
+            continue
+        planner = PLANNERS.get(node.op)
+        if planner is None:
+            raise ValueError(f"{node.where()}: no hardware for op '{node.op}' (supported: {', '.join(PLANNERS)})")
+        if node.shape is None:
+            raise ValueError(f"{node.where()} has no shape: run infer_shapes first")
+        if bar is not None:
+            bar.set_postfix_str(f"plan {node.name}")
+        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name])
+        if layer.kind == "weighted":
+            layer, offset = _place(layer, limit, offset, node.name in offchip)
+        layers[node.name] = layer
+        if bar is not None and layer.kind == "weighted":
+            bar.update(1)
+
+    # Channels: one per (producer, consumer, port), a copy of the producer's banks per reader lane.
+    readings: dict[str, list[tuple[str, int]]] = {}
+    for node in graph.topo():
+        if node.name in layers and node.op != "input":
+            for port, src in enumerate(graph.inputs(node.name)):
+                readings.setdefault(tensor[src], []).append((node.name, port))
+    channels, edges = [], []
+    for producer, readers in readings.items():
+        for consumer, port in readers:
+            name = f"fm_{names[producer]}"
+            if len(readers) > 1:
+                name += f"_{names[consumer]}" + (f"_{port}" if sum(r[0] == consumer for r in readers) > 1 else "")
+            channels.append(Channel(name, producer, consumer, port, layers[consumer].reader_lanes,
+                                    layers[producer].layout, act_bits))
+            edges.append((producer, consumer))
+    channels_t = tuple(channels)
+    memory = _memory(layers, channels_t, part_memory(part))
+    plan = HardwarePlan(top=top, part=part, clock_ns=float(clock_ns), pe=budget, onchip_kb=float(onchip_kb),
+                        act_bits=act_bits, layers=layers, channels=channels_t, names=names, tensor=tensor,
+                        edges=tuple(edges), memory=memory)
+    if check_memory and memory.fits is False:
+        worst = max(memory.items, key=lambda i: i["bram36"] + 8 * i["uram"])
+        raise UserError(
+            f"the design needs {memory.bram36:g} BRAM36 and {memory.uram} URAM, {part} has {memory.part.bram36} and "
+            f"{memory.part.uram} (largest: {worst['what']}, {worst['bram36']:g} BRAM36 / {worst['uram']} URAM): "
+            "use fewer PEs, a lower --onchip-kb, a larger --part, or --ignore-memory to build it anyway")
+    return plan
+
+
