@@ -20,6 +20,21 @@ def resource_dir(name: str) -> Path:
     raise FileNotFoundError(f"admm-hls is installed without its '{name}' folder; reinstall it")
 
 
+def _bytecode_cache():
+    """Jinja2's cache of compiled templates (compiling the kernel templates takes half a second
+    per build), in the user's cache folder; None when that folder cannot be written."""
+    import os
+
+    import jinja2
+
+    root = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "admm-hls" / "jinja"
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(str(root)) if os.access(root, os.W_OK) else None
+
+
 @lru_cache(maxsize=None)
 def template_env(subdir: str):
     """The Jinja2 environment of one template folder (``hls``, ``hls/project``, ``rtl``): strict
@@ -33,4 +48,5 @@ def template_env(subdir: str):
         lstrip_blocks=True,
         keep_trailing_newline=True,
         autoescape=False,
+        bytecode_cache=_bytecode_cache(),
     )

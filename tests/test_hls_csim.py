@@ -344,6 +344,22 @@ def test_blob_placed_layers(tmp_path):
     csim_equals_reference(tmp_path, graph, plan, x_int)
 
 
+@pytest.mark.parametrize("pe", [1, 4])
+def test_shipped_lenet5_every_layer_off_chip(tmp_path, pe):
+    """--onchip-kb 0: every conv / fc layer reads its words through its own m_axi port, each by
+    one burst reader; bit-exact at one and four lanes per layer."""
+    import admm_hls
+    from admm_hls.resources import resource_dir
+
+    graph = admm_hls.lower(resource_dir("models") / "lenet5_mnist.pt")
+    plan = hw_plan.make_plan(graph, pe=pe, onchip_kb=0)
+    assert [l.placement for l in plan.weighted()] == ["blob"] * 4
+    x_int = np.random.default_rng(pe).integers(ACT_LO, ACT_HI + 1, size=(3, 1, 28, 28))
+    csim_equals_reference(tmp_path, graph, plan, x_int)
+    top = (tmp_path / "firmware" / "admm_top.cpp").read_text()
+    assert top.count("INTERFACE mode=m_axi") == 4 and top.count("wread_") == 4
+
+
 # -- LeNet-5 end to end, warnings, a corrupted expectation ------------------------------------------
 @pytest.fixture(scope="module")
 def lenet_project(tmp_path_factory):

@@ -460,6 +460,31 @@ def test_reference_reads_only_the_packed_bits(monkeypatch, which):
     np.testing.assert_array_equal(reference.run(graph, x.numpy()), before)
 
 
+@pytest.mark.parametrize("rows_of_x", [1, 3, 700])
+def test_sparse_and_blocked_products_agree(monkeypatch, rows_of_x):
+    """The reference multiplies a relative-index layer either through its nonzeros (few input
+    rows) or through dense blocks of decoded rows (many): both exact, both equal, empty rows
+    (only the bias) included, across block boundaries."""
+    from admm_hls.layers import weights
+
+    model = sparse_net(density=0.05)
+    with torch.no_grad():
+        model[3].weight[4] = 0  # an empty row
+    x = randn(4, 8, 5, 5, seed=13)
+    graph, _ = lowered(model, x)
+    (fc,) = graph.nodes_of("linear")
+    assert fc.packed.format == "relative" and (np.diff(fc.packed.layer.row_ptr) == 0).any()
+    inp = np.random.default_rng(rows_of_x).integers(-128, 128, size=(rows_of_x, fc.packed.layer.cols))
+    want = inp @ packed_levels(fc).T
+    sparse = weights._sparse_product(fc, inp.astype(np.float64), rows_of_x)
+    monkeypatch.setattr(weights, "PRODUCT_BLOCK_BYTES", 16 * fc.packed.layer.cols * 3)  # blocks of 3 rows
+    blocked = weights.packed_product(fc, inp) if rows_of_x > 100 else None
+    np.testing.assert_array_equal(sparse, want)
+    np.testing.assert_array_equal(weights.packed_product(fc, inp), want)
+    if blocked is not None:
+        np.testing.assert_array_equal(blocked, want)
+
+
 def test_no_level_matrix_survives_packing():
     model = seeded(dense_net)
     x = randn(4, 3, 7, 9, seed=11)

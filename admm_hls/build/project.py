@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -44,7 +42,6 @@ __all__ = ["Project", "build", "open_project", "format_summary", "check_out_dir"
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = "admm-hls-project"
 RESOURCES_TXT = "resources.txt"
-_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def _bar(total: int, progress: bool):
@@ -356,51 +353,33 @@ def record_resources(project_dir: str | os.PathLike, result: dict[str, Any]) -> 
     return [project.path / MANIFEST, txt]
 
 
-def _check_options(top: str, clock_ns, onchip_kb, part: str) -> None:
-    if not _IDENT.match(top or ""):
-        raise UserError(f"--top {top!r} is not a C identifier: use letters, digits and _ (not first a digit)")
-    if not (isinstance(clock_ns, (int, float)) and math.isfinite(clock_ns) and clock_ns > 0):
-        raise UserError(f"--clock must be a positive period in ns, got {clock_ns!r}")
-    if not (isinstance(onchip_kb, (int, float)) and onchip_kb >= 0):
-        raise UserError(f"--onchip-kb must be >= 0, got {onchip_kb!r}")
-    if not part or any(c.isspace() for c in part):
-        raise UserError(f"--part {part!r} is not a part name (e.g. {DEFAULT_PART})")
-
-
 def build(
     graph: LayerGraph,
     out_dir: str | os.PathLike,
     *,
-    pe: int = 1,
-    pe_layers: dict[str, int] | None = None,
-    onchip_kb: float = 512.0,
-    part: str = DEFAULT_PART,
-    clock_ns: float = 5.0,
-    top: str = "admm_top",
     force: bool = False,
     vectors: np.ndarray | None = None,
     n_vectors: int = DEFAULT_VECTORS,
     vectors_source: str | None = None,
-    check_memory: bool = True,
     progress: bool = True,
+    **plan_options: Any,
 ) -> Project:
     """Write the project (Vitis HLS C++ and RTL of one hardware plan) of a packed LayerGraph into
     ``out_dir``.
 
-    ``pe``: the lanes (processing elements) every layer may use: a conv / linear layer spends
-    them as row groups x position bands, a pool or element-wise layer as channel ranges
-    (``pe_layers`` overrides it per layer, by node name or module path). A layer whose packed
-    words exceed ``onchip_kb`` KiB reads them off-chip through its own m_axi port (the blob
-    ``tb/data/weights.bin``). A design whose on-chip memory exceeds the part is refused unless
-    ``check_memory`` is False. ``vectors``: test inputs (float or int, (N, *input shape));
-    default ``n_vectors`` pseudo-random integers (seed fixed). ``vectors_source`` labels them in
-    the manifest. An existing non-empty ``out_dir`` is refused unless ``force`` (then it is
-    replaced atomically, only once the new project is complete).
+    ``plan_options``: those of ``hw.plan.make_plan``: ``pe`` (the lanes every layer may use: a
+    conv / linear layer spends them as row groups x position bands, a pool or element-wise layer
+    as channel ranges), ``pe_layers`` (per layer, by node name or module path), ``onchip_kb`` (a
+    layer whose packed words exceed it reads them off-chip through its own m_axi port; the blob
+    is ``tb/data/weights.bin``), ``part``, ``clock_ns``, ``top``, ``check_memory`` (False: build
+    a design whose on-chip memory exceeds the part), ``offchip``. ``vectors``: test inputs
+    (float or int, (N, *input shape)); default ``n_vectors`` pseudo-random integers (seed fixed).
+    ``vectors_source`` labels them in the manifest. An existing non-empty ``out_dir`` is refused
+    unless ``force`` (then it is replaced atomically, only once the new project is complete).
     """
     from ..backends.hls import flow, render, structure
 
     out = Path(out_dir)
-    _check_options(top, clock_ns, onchip_kb, part)
     weighted = graph.nodes_of("conv", "linear")
     if not weighted or any(n.packed is None for n in weighted):
         raise UserError("the model has no packed conv or linear layer: lower it with admm_hls.lower first")
@@ -420,8 +399,7 @@ def build(
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the project is an ordinary folder
-        plan = make_plan(graph, pe=pe, pe_layers=pe_layers, onchip_kb=onchip_kb, part=part, clock_ns=clock_ns,
-                         top=top, check_memory=check_memory, bar=bar)
+        plan = make_plan(graph, bar=bar, **plan_options)
         step("render HLS")
         files: dict[str, bytes] = {}
         _add(files, render.render_project_sources(graph, plan), "hls.render")

@@ -19,6 +19,8 @@ Neither backend decides anything the plan decides; the manifest records the plan
 
 from __future__ import annotations
 
+import math
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,7 +36,7 @@ from .schedule import Schedule, best_schedule, range_split
 from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream
 
 __all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN",
-           "KINDS", "resolve_pe_layers", "check_pe"]
+           "KINDS", "resolve_pe_layers", "check_pe", "check_options"]
 
 DEFAULT_PART = "xczu9eg-ffvb1156-2-e"
 BLOB_ALIGN = 64  # bytes: every blob layer starts on an AXI burst-friendly boundary
@@ -73,6 +75,14 @@ class LayerHW:
     @property
     def blob_bytes(self) -> int:
         return self.beats * self.beat_bits // 8
+
+    @property
+    def slot_words(self) -> int:
+        """Words a slot's entries span at most (its first word may be the previous slot's last):
+        the row buffer a conv layer replays its slot from."""
+        s, st = self.schedule, self.stream
+        start = np.concatenate([np.zeros(1, np.int64), np.cumsum(s.slot_count)])[:-1]
+        return max(1, int(((start % st.per_word + s.slot_count - 1) // st.per_word + 1).max()))
 
     @property
     def beats_per_step(self) -> int:
@@ -223,6 +233,21 @@ class HardwarePlan:
 
 
 # -- options -------------------------------------------------------------------------------------------
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+
+
+def check_options(top: str, clock_ns, onchip_kb, part: str) -> None:
+    """The build options a plan takes, each a one-line UserError when wrong."""
+    if not isinstance(top, str) or not _IDENT.match(top):
+        raise UserError(f"--top {top!r} is not a C identifier: use letters, digits and _ (not first a digit)")
+    if not (isinstance(clock_ns, (int, float)) and math.isfinite(clock_ns) and clock_ns > 0):
+        raise UserError(f"--clock must be a positive period in ns, got {clock_ns!r}")
+    if not (isinstance(onchip_kb, (int, float)) and onchip_kb >= 0):
+        raise UserError(f"--onchip-kb must be >= 0, got {onchip_kb!r}")
+    if not part or not isinstance(part, str) or any(c.isspace() for c in part):
+        raise UserError(f"--part {part!r} is not a part name (e.g. {DEFAULT_PART})")
+
+
 def check_pe(value, what: str) -> int:
     try:
         n = int(value)
@@ -342,8 +367,7 @@ def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: Par
         add(f"{l.ident} schedule ROM", 1, s.slots, 16 + s.groups * st.acc_bits, rom=True)
         add(f"{l.ident} column tables", s.groups, st.cols, 48 if l.op == "conv" else 40, rom=True)
         if s.positions > 1:  # the slot's words, replayed at every output position
-            words = int(np.max(-(-(s.slot_count + st.per_word - 1) // st.per_word))) + 1
-            add(f"{l.ident} row buffers", s.groups, words, WORD_BITS, rom=False)
+            add(f"{l.ident} row buffers", s.groups, l.slot_words, WORD_BITS, rom=False)
     bram = sum(i["bram36"] for i in items)
     return MemoryUse(tuple(items), bram, sum(i["uram"] for i in items),
                      sum(i["bits"] for i in items if i["kind"] == "lutram"), part)
@@ -366,6 +390,7 @@ def make_plan(
     """The plan of a packed LayerGraph (see the module docstring). ``offchip``: conv / linear
     layers (node names) whose words go off-chip whatever their size; ``bar``: a tqdm bar
     advanced once per weighted layer."""
+    check_options(top, clock_ns, onchip_kb, part)
     budget = check_pe(pe, "--pe")
     unknown = set(offchip) - {n.name for n in graph.nodes_of("conv", "linear")}
     if unknown:

@@ -12,6 +12,7 @@ set of counters, and one wide word (a word of every group) per cycle feeds them 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -52,7 +53,7 @@ class WeightStream:
     def codes(self) -> np.ndarray:
         return self.fields & ((1 << self.value_bits) - 1)
 
-    @property
+    @cached_property
     def nonzeros(self) -> np.ndarray:
         """Nonzero weights per row."""
         row_of = np.repeat(np.arange(self.rows), self.entries)

@@ -1,8 +1,8 @@
 """torch.fx front end: a torch model becomes a LayerGraph.
 
 The model is traced with a plain ``torch.fx.symbolic_trace`` (the same trace calibration uses,
-so node names line up with recorded ranges) and run once through ``ShapeProp`` on a zero batch
-of 2, which gives every tensor its shape. Each tensor-producing fx node becomes one Node;
+so node names line up with recorded ranges) and run once on a zero batch of 2 by a small fx
+interpreter that records every tensor's shape (``_Shapes``). Each tensor-producing fx node becomes one Node;
 non-tensor helpers (``x.size(0)``, getattr on shapes) are skipped. Anything outside the
 supported op vocabulary is a one-line UserError naming the op, its module and its fx node.
 """
@@ -21,7 +21,6 @@ import torch
 import torch.fx
 import torch.nn.functional as F
 from torch import nn
-from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from ..errors import UserError
 from .graph import LayerGraph, Node
@@ -71,12 +70,29 @@ def _np(t: torch.Tensor | None, like: int | None = None) -> np.ndarray:
     return t.detach().cpu().to(torch.float32).numpy()
 
 
+SHAPE = "admm_shape"  # fx node meta: the output shape of a tensor node, MULTI for several tensors
+MULTI = "several tensors"
+
+
+class _Shapes(torch.fx.Interpreter):
+    """Runs the traced module once and records each node's output shape: fx's ShapeProp without
+    its fake-tensor detection, which imports sympy (a second of every build)."""
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        result = super().run_node(n)
+        if isinstance(result, torch.Tensor):
+            n.meta[SHAPE] = tuple(int(s) for s in result.shape)
+        elif isinstance(result, (tuple, list)) and any(isinstance(r, torch.Tensor) for r in result):
+            n.meta[SHAPE] = MULTI
+        return result
+
+
 def _shape(n: torch.fx.Node) -> tuple[int, ...]:
-    return tuple(int(s) for s in n.meta["tensor_meta"].shape)
+    return n.meta[SHAPE]
 
 
 def _is_tensor(a: Any) -> bool:
-    return isinstance(a, torch.fx.Node) and isinstance(a.meta.get("tensor_meta"), TensorMetadata)
+    return isinstance(a, torch.fx.Node) and isinstance(a.meta.get(SHAPE), tuple)
 
 
 def _target_name(n: torch.fx.Node, gm: torch.fx.GraphModule) -> str:
@@ -299,11 +315,11 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> LayerGraph:
         if len(placeholders) != 1:
             raise UserError(f"{type(model).__name__}.forward takes {len(placeholders)} inputs: "
                             "admm-hls supports models with exactly one input tensor")
-        try:  # ShapeProp prints a traceback before re-raising: keep the user's terminal clean
+        try:  # the interpreter prints a traceback before re-raising: keep the user's terminal clean
             with torch.no_grad(), contextlib.redirect_stderr(io.StringIO()):
-                ShapeProp(gm).propagate(torch.zeros(2, *input_shape))
+                _Shapes(gm).run(torch.zeros(2, *input_shape))
         except Exception as exc:
-            cause = exc.__cause__ or exc  # ShapeProp wraps the real error
+            cause = exc.__cause__ or exc  # the interpreter may wrap the real error
             raise UserError(_one_line(
                 f"{type(model).__name__} fails on input shape {tuple(input_shape)} "
                 f"({type(cause).__name__}: {cause})")) from None
@@ -313,7 +329,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> LayerGraph:
     lowering = _Lowering(gm)
     graph = LayerGraph(type(model).__name__)
     for order, n in enumerate(gm.graph.nodes):
-        meta = n.meta.get("tensor_meta")
+        meta = n.meta.get(SHAPE)
         if n.op == "output":
             result = n.args[0]
             if not _is_tensor(result):
@@ -322,7 +338,7 @@ def trace(model: nn.Module, input_shape: tuple[int, ...]) -> LayerGraph:
             op, params, inputs = "output", {}, [result]
         elif meta is None:
             continue  # non-tensor helper (x.size(0), shape arithmetic): not a layer
-        elif not isinstance(meta, TensorMetadata):
+        elif meta == MULTI:
             raise lowering.unsupported(n)  # returns several tensors (split, chunk, indices)
         else:
             op, params, inputs = lowering.lower(n)

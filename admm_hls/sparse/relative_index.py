@@ -46,6 +46,7 @@ __all__ = [
     "RelativeIndexLayer",
     "encode_relative",
     "decode_relative",
+    "relative_nonzeros",
     "count_entries",
     "best_index_bits",
     "relative_stored_bits",
@@ -277,9 +278,10 @@ def encode_relative(
     )
 
 
-def decode_relative(layer: RelativeIndexLayer, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """Rebuild the (rows, cols) int64 code matrix from the PACKED words and row_ptr; ``start``,
-    ``stop``: only rows start..stop-1 (only their words are unpacked)."""
+def relative_nonzeros(layer: RelativeIndexLayer, start: int = 0,
+                      stop: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(row, column, code) of every nonzero of rows start..stop-1 (rows counted from ``start``),
+    in stream order (row-major), decoded from the PACKED words and row_ptr."""
     vb, r = layer.value_bits, layer.index_bits
     rows, cols = layer.rows, layer.cols
     row_ptr = np.asarray(layer.row_ptr, dtype=np.int64)
@@ -305,8 +307,15 @@ def decode_relative(layer: RelativeIndexLayer, start: int = 0, stop: int | None 
     pos = step_sum - np.repeat(base, counts) - 1
     if pos.size and int(pos.max()) >= cols:
         raise ValueError(f"corrupt stream: an entry lands at column {int(pos.max())} >= {cols}")
-
-    out = np.zeros((stop - start, cols), dtype=np.int64)
     keep = codes != 0  # fillers carry code 0
-    out[entry_row[keep], pos[keep]] = codes[keep]
+    return entry_row[keep], pos[keep], codes[keep]
+
+
+def decode_relative(layer: RelativeIndexLayer, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """Rebuild the (rows, cols) int64 code matrix from the PACKED words and row_ptr; ``start``,
+    ``stop``: only rows start..stop-1 (only their words are unpacked)."""
+    stop = layer.rows if stop is None else int(stop)
+    row, col, code = relative_nonzeros(layer, start, stop)
+    out = np.zeros((stop - start, layer.cols), dtype=np.int64)
+    out[row, col] = code
     return out

@@ -48,17 +48,33 @@ def rom_type(bits: int, signed: bool) -> str:
     return f"ADMM_ROM_T({ap}, {c})"
 
 
-def _literal(x: int, hexa: bool, wide: bool) -> str:
-    if hexa:
-        return f"0x{int(x):x}{'ull' if wide else 'u'}"
-    return f"{int(x)}{'ll' if wide and not -2**31 <= int(x) < 2**31 else ''}"
+_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+
+
+def _hex_items(v: np.ndarray, wide: bool, per_line: int) -> str:
+    """Fixed-width hex literals ("0x0000abcdu"), ``per_line`` to a line: vectorized, a ROM can
+    hold a million words."""
+    u = v.astype(np.uint64)
+    digits = max(1, (int(u.max(initial=0)).bit_length() + 3) // 4)
+    suffix = b"ull" if wide else b"u"
+    width = 2 + digits + len(suffix) + 2  # "0x", digits, suffix, separator
+    text = np.empty((u.size, width), dtype=np.uint8)
+    text[:, :2] = np.frombuffer(b"0x", dtype=np.uint8)
+    shifts = np.arange(digits - 1, -1, -1, dtype=np.uint64) * np.uint64(4)
+    text[:, 2:2 + digits] = _HEX[((u[:, None] >> shifts) & np.uint64(15)).astype(np.intp)]
+    text[:, 2 + digits:2 + digits + len(suffix)] = np.frombuffer(suffix, dtype=np.uint8)
+    text[:, -2:] = np.frombuffer(b", ", dtype=np.uint8)
+    text[per_line - 1::per_line, -1] = ord("\n")
+    return text.tobytes().decode()[:-2]
 
 
 def c_values(values, *, hexa: bool = False, per_line: int = 16, wide: bool = False) -> str:
     v = np.asarray(values).reshape(-1)
     if v.size == 0:
         v = np.zeros(1, dtype=np.int64)
-    items = [_literal(x, hexa, wide) for x in v.tolist()]
+    if hexa:
+        return _hex_items(v, wide, per_line)
+    items = [f"{int(x)}{'ll' if wide and not -2**31 <= int(x) < 2**31 else ''}" for x in v.tolist()]
     return ",\n".join(", ".join(items[i:i + per_line]) for i in range(0, len(items), per_line))
 
 
@@ -203,7 +219,7 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
         "col_bits": col_bits, "col_t": rom_type(col_bits, False),
         "relu": "true" if node.relu else "false", **_mult(node.quant["multiplier"], node.where()),
         "input": _channel(ch), **_outputs(plan, layer), **geo,
-        "blob": layer.placement == "blob", "steps": layer.steps, "buf_words": _slot_words(layer),
+        "blob": layer.placement == "blob", "steps": layer.steps, "buf_words": layer.slot_words,
     }
     if layer.placement == "blob":
         ctx.update(beat_bits=layer.beat_bits, beats=layer.beats, beats_per_step=layer.beats_per_step)
@@ -217,14 +233,6 @@ def _geometry_conv(node) -> str:
     _, _, kh, kw = node.params["weight"].shape
     (sh, sw), (ph, pw) = node.params["stride"], node.params["padding"]
     return f"kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}"
-
-
-def _slot_words(layer: LayerHW) -> int:
-    """Words a slot's entries span (its first word may be the previous slot's last)."""
-    s, st = layer.schedule, layer.stream
-    start = np.concatenate([np.zeros(1, np.int64), np.cumsum(s.slot_count)])[:-1]
-    first = start % st.per_word
-    return max(1, int(((first + s.slot_count - 1) // st.per_word + 1).max()))
 
 
 def _ranged_inputs(plan: HardwarePlan, layer: LayerHW, data: dict[str, bytes]) -> list[dict[str, Any]]:
