@@ -2,6 +2,7 @@
 with the integer reference, so its accuracy equals the reference's.
 
     python benchmarks/lenet5_csim.py --data-dir DIR [--checkpoint models/lenet5_mnist.pt] [--n 10000]
+                                     [--pe 1] [--onchip-kb 512] [--json FILE]
 """
 
 from __future__ import annotations
@@ -26,6 +27,8 @@ def main() -> int:
     ap.add_argument("--data-dir")
     ap.add_argument("--checkpoint", default="models/lenet5_mnist.pt")
     ap.add_argument("--n", type=int, default=10000)
+    ap.add_argument("--pe", type=int, default=1, help="lanes per layer (admm-hls build --pe)")
+    ap.add_argument("--onchip-kb", type=float, default=512.0, help="admm-hls build --onchip-kb (0: every layer off-chip)")
     ap.add_argument("--json", default="benchmarks/results/lenet5_csim.json")
     args = ap.parse_args()
     test = load_mnist(args.data_dir, "test").head(args.n)
@@ -38,12 +41,12 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
         project = build(graph, Path(tmp) / "hls", vectors=x, vectors_source="MNIST test images",
-                                 progress=False)
+                        progress=False, pe=args.pe, onchip_kb=args.onchip_kb)
         build_s = time.perf_counter() - t0
         result = project.csim()
     exact = bool(result.passed and np.array_equal(result.outputs, ref))
     out = {
-        "images": len(labels), "bit_exact": exact, "mismatching_vectors": result.mismatches,
+        "images": len(labels), "bit_exact": exact, "pe": args.pe, "onchip_kb": args.onchip_kb, "mismatching_vectors": result.mismatches,
         "reference_accuracy": float((ref.argmax(1) == labels).mean()),
         "csim_accuracy": float((result.outputs.argmax(1) == labels).mean()),
         "build_seconds": build_s, "csim_seconds": result.seconds, "reference_seconds": ref_s,

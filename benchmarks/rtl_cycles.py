@@ -137,7 +137,7 @@ def main() -> None:
         r["cycle_reduction"] = d["weighted_cycles"] / r["weighted_cycles"]
         r["mac_reduction"] = r["dense_macs"] / r["nonzero_macs"]
         r["reduction_ratio"] = r["cycle_reduction"] / r["mac_reduction"]
-        layers = " ".join(f"{k} {v['utilization']:.0%}" for k, v in r["layers"].items())
+        layers = " ".join(f"{k} {v['utilization']:.0%}" for k, v in r["layers"].items() if "utilization" in v)
         print(f"{r['variant']:24s} {r['pe']:3d} {r['cycles']:10,d} {r['weighted_cycles']:10,d} "
               f"{r['cycle_reduction']:9.2f}x {r['mac_reduction']:8.2f}x {r['reduction_ratio']:6.2f} "
               f"{r['utilization']:6.1%}  {layers}")

@@ -522,6 +522,20 @@ def test_cli_build_uses_mnist_when_available(mnist_dir, lenet_ckpt, tmp_path):
     assert m["vectors"] == {"count": 3, "source": "MNIST test images 0..2"}
 
 
+def test_cli_refuses_a_design_the_part_cannot_hold(tmp_path, lenet_ckpt):
+    """LeNet-5 at 16 lanes needs more block RAM than an xc7z020 has: one line with the numbers and
+    the way out, nothing written; --ignore-memory builds it anyway and says it does not fit."""
+    args = ("build", str(lenet_ckpt), "--pe", "16", "--part", "xc7z020clg400-1", "--vectors", "1")
+    proc = run_cli(*args, "--out", str(tmp_path / "small"))
+    assert proc.returncode == 2 and len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert "BRAM36" in proc.stderr and "has 140" in proc.stderr and "--ignore-memory" in proc.stderr
+    assert siblings(tmp_path) == []
+    proc = run_cli(*args, "--out", str(tmp_path / "anyway"), "--ignore-memory")
+    assert proc.returncode == 0, proc.stderr
+    m = json.loads((tmp_path / "anyway" / "manifest.json").read_text())
+    assert m["hardware"]["memory"]["fits"] is False and m["hardware"]["memory"]["bram36"] > 140
+
+
 def test_cli_errors_are_one_line(tmp_path, lenet_ckpt):
     proc = run_cli("csim", str(tmp_path))
     assert proc.returncode == 2 and "not an admm-hls project" in proc.stderr and "Traceback" not in proc.stderr

@@ -178,6 +178,18 @@ def test_fillers_by_hand(row: list[int], r: int, expected: list[tuple[int, int]]
     np.testing.assert_array_equal(decode_relative(enc), codes)
 
 
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from([np.uint8, np.int8, np.int16, np.int64, np.bool_]), st.floats(0.0, 0.2),
+       st.integers(1 << 16, 1 << 18), st.integers(0, 2**31))
+def test_flat_nonzero_matches_numpy(dtype, density, size, seed) -> None:
+    from admm_hls.sparse.relative_index import flat_nonzero
+
+    rng = np.random.default_rng(seed)
+    a = (rng.random(size) < density).astype(dtype) * (rng.integers(1, 3, size).astype(dtype) if dtype != np.bool_ else 1)
+    np.testing.assert_array_equal(flat_nonzero(a), np.flatnonzero(a))
+    np.testing.assert_array_equal(flat_nonzero(a.reshape(-1, 4) if size % 4 == 0 else a), np.flatnonzero(a))
+
+
 def test_relative_row_ptr_and_empty_rows() -> None:
     codes = np.array([[0, 0, 0, 0], [0, 1, 0, 2], [0, 0, 0, 0], [3, 0, 0, 0]])
     enc = encode_relative(codes, 2, 1)

@@ -36,7 +36,7 @@ from .schedule import Schedule, best_schedule, range_split
 from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream
 
 __all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN",
-           "KINDS", "resolve_pe_layers", "check_pe", "check_options"]
+           "KINDS", "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
 
 DEFAULT_PART = "xczu9eg-ffvb1156-2-e"
 BLOB_ALIGN = 64  # bytes: every blob layer starts on an AXI burst-friendly boundary
@@ -63,6 +63,7 @@ class LayerHW:
     schedule: Schedule | None = None  # conv / linear
     stream: WeightStream | None = None
     words: np.ndarray | None = None  # (groups, steps) uint32, lockstep
+    kernel: tuple[int, int] = (1, 1)  # conv: (KH, KW)
     placement: str = ""  # conv / linear: "rom" or "blob"
     blob_offset: int = 0
     beat_bits: int = 0  # blob: m_axi data width
@@ -111,9 +112,8 @@ class Channel:
     layout: Layout
     bits: int  # bits per element
 
-    @property
-    def storage(self) -> Storage:
-        return storage(self.layout.bank_size, self.bits, None)
+    def storage(self, part: PartMemory | None) -> Storage:
+        return storage(self.layout.bank_size, self.bits, part)
 
 
 @dataclass(frozen=True)
@@ -218,7 +218,7 @@ class HardwarePlan:
             layers.append(entry)
         channels = [{"name": c.name, "from": c.tensor, "to": c.consumer, "kind": "pipo", "copies": c.copies,
                      "banks": c.layout.banks, "bank_size": c.layout.bank_size, "bits": c.bits,
-                     "storage": c.storage.kind} for c in self.channels]
+                     "storage": c.storage(part_memory(self.part)).kind} for c in self.channels]
         mem = self.memory
         return {
             "pe": self.pe, "part": self.part, "clock_ns": self.clock_ns, "onchip_kb": self.onchip_kb,
@@ -284,9 +284,10 @@ def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: 
     stream = weight_stream(node, act_bits)
     _, ho, wo = _shape3(node.shape) if node.op == "conv" else (0, 1, 1)
     schedule = best_schedule(stream.entries, ho, wo, budget)
+    kernel = tuple(int(k) for k in node.params["weight"].shape[2:]) if node.op == "conv" else (1, 1)
     return LayerHW(node.name, ident, node.op, "weighted", schedule.lanes, schedule.iterations,
                    weighted_layout(node.shape, schedule), schedule=schedule, stream=stream,
-                   words=lockstep_words(stream, schedule))
+                   words=lockstep_words(stream, schedule), kernel=kernel)
 
 
 def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
@@ -346,6 +347,19 @@ def _place(layer: LayerHW, limit_bytes: float, offset: int, offchip: bool) -> tu
     return placed, offset + placed.blob_bytes
 
 
+def _bits(top: int) -> int:
+    return max(1, int(top).bit_length())
+
+
+def column_table_bits(layer: LayerHW, lay_in: Layout) -> int:
+    """Bits of a conv / linear layer's column-table entry (the HLS kernel's): conv: the input
+    channel's bank group and base, ky, kx; linear: the input element's group, band and address."""
+    if layer.op == "conv":
+        kh, kw = layer.kernel
+        return (_bits(lay_in.groups - 1) + _bits(int(lay_in.channel_base.max())) + _bits(kh - 1) + _bits(kw - 1))
+    return _bits(lay_in.groups - 1) + _bits(len(lay_in.bands) - 1) + _bits(lay_in.bank_size - 1)
+
+
 def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: PartMemory | None) -> MemoryUse:
     items: list[dict[str, Any]] = []
 
@@ -364,8 +378,10 @@ def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: Par
         s, st = l.schedule, l.stream
         if l.placement == "rom":
             add(f"{l.ident} weight ROM", s.groups, l.steps, WORD_BITS, rom=True)
-        add(f"{l.ident} schedule ROM", 1, s.slots, 16 + s.groups * st.acc_bits, rom=True)
-        add(f"{l.ident} column tables", s.groups, st.cols, 48 if l.op == "conv" else 40, rom=True)
+        add(f"{l.ident} schedule ROM", 1, s.slots, _bits(int(s.slot_count.max())), rom=True)
+        add(f"{l.ident} bias ROM", s.groups, s.slots, st.acc_bits, rom=True)
+        lay_in = next(c.layout for c in channels if c.consumer == l.name)
+        add(f"{l.ident} column tables", s.groups, st.cols, column_table_bits(l, lay_in), rom=True)
         if s.positions > 1:  # the slot's words, replayed at every output position
             add(f"{l.ident} row buffers", s.groups, l.slot_words, WORD_BITS, rom=False)
     bram = sum(i["bram36"] for i in items)

@@ -9,7 +9,7 @@ import numpy as np
 from ..arith import bits_for, qrange, quantize_multiplier
 from ..errors import UserError
 from ..sparse import Codebook, decode_dense, decode_relative
-from ..sparse.relative_index import relative_nonzeros
+from ..sparse.relative_index import flat_nonzero, relative_nonzeros
 
 
 def codebook_for(bits: int) -> Codebook:
@@ -22,7 +22,7 @@ def on_levels(weight: np.ndarray, levels: np.ndarray, scale: float) -> bool:
     """Whether float32 ``weight`` is exactly scale * levels, checked at the nonzeros only (the
     rest must be zero in both): cheap on layers with tens of millions of mostly-zero weights."""
     w, lv = weight.reshape(-1), levels.reshape(-1)
-    nz = np.flatnonzero(lv)
+    nz = flat_nonzero(lv)
     if np.count_nonzero(w) != nz.size:
         return False
     return bool(np.array_equal((lv[nz].astype(np.float64) * scale).astype(np.float32), w[nz]))

@@ -112,10 +112,23 @@ class RelativeIndexLayer:
         )
 
 
+def flat_nonzero(a: np.ndarray) -> np.ndarray:
+    """``np.flatnonzero`` of an integer or bool array, faster on large sparse ones: runs of eight
+    zero bytes are skipped a word at a time first (AlexNet's fc6: 38M codes, 3% nonzero)."""
+    a = np.ascontiguousarray(a).reshape(-1)
+    if a.size < 1 << 16 or a.dtype.kind not in "iub" or a.dtype.itemsize > 8:
+        return np.flatnonzero(a)
+    per = 8 // a.dtype.itemsize
+    n = a.size // per * per
+    words = np.flatnonzero(a[:n].view(np.uint64))  # words holding a nonzero
+    cand = (words[:, None] * per + np.arange(per)).reshape(-1)
+    return np.concatenate([cand[a[cand] != 0], n + np.flatnonzero(a[n:])])
+
+
 def _nonzeros(c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Row, column and code of every nonzero, row-major order."""
     rows, cols = c.shape
-    flat = np.flatnonzero(c)
+    flat = flat_nonzero(c)
     if cols == 0:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
