@@ -128,6 +128,13 @@ def test_project_tree_and_manifest(project, tiny):
     assert m["interface"]["m_axi"] == [b["port"] for b in m["weight_blob"]["layers"]]
     mem = m["hardware"]["memory"]
     assert mem["fits"] is True and mem["bram36"] == sum(i["bram36"] for i in mem["items"])
+    # every edge says what it is: ping-pong buffers (with their storage) and the weight streams
+    edges = {c["name"]: c for c in m["hardware"]["channels"]}
+    assert {c["kind"] for c in edges.values()} == {"pipo", "stream"}
+    for name in weighted:
+        h = hw[name]
+        assert edges[f"s_words_{h['ident']}"]["bits"] == 32 * h["groups"]
+        assert edges[f"s_slots_{h['ident']}"]["bits"] > h["groups"] * h["acc_bits"]
     readme = files["README.md"].decode()
     assert "vitis_hls -f run_hls.tcl" in readme and "v++ -c --mode hls" in readme and "| fc1 |" in readme
     assert "ap_ctrl_chain" in readme and "`fm_conv`" in readme

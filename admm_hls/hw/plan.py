@@ -35,7 +35,7 @@ from .names import ALIASES, layer_names, tensor_of
 from .schedule import Schedule, best_schedule, range_split
 from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream
 
-__all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN",
+__all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN", "STREAM_DEPTH",
            "KINDS", "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
 
 DEFAULT_PART = "xczu9eg-ffvb1156-2-e"
@@ -76,6 +76,21 @@ class LayerHW:
     @property
     def blob_bytes(self) -> int:
         return self.beats * self.beat_bits // 8
+
+    @property
+    def count_bits(self) -> int:
+        """Bits of a slot's entry count."""
+        return _bits(int(self.schedule.slot_count.max()))
+
+    @property
+    def step_bits(self) -> int:
+        """Width of the weight stream: word t of every group."""
+        return WORD_BITS * self.schedule.groups
+
+    @property
+    def slot_bits(self) -> int:
+        """Width of the schedule stream: the slot's entry count and the bias of each group's row."""
+        return self.count_bits + self.schedule.groups * self.stream.acc_bits
 
     @property
     def slot_words(self) -> int:
@@ -219,6 +234,11 @@ class HardwarePlan:
         channels = [{"name": c.name, "from": c.tensor, "to": c.consumer, "kind": "pipo", "copies": c.copies,
                      "banks": c.layout.banks, "bank_size": c.layout.bank_size, "bits": c.bits,
                      "storage": c.storage(part_memory(self.part)).kind} for c in self.channels]
+        for l in self.weighted():  # the weight and schedule FIFOs of each conv / linear layer
+            channels += [{"name": f"s_words_{l.ident}", "from": f"words of {l.name}", "to": l.name, "kind": "stream",
+                          "bits": l.step_bits, "depth": STREAM_DEPTH, "storage": "lutram"},
+                         {"name": f"s_slots_{l.ident}", "from": f"schedule of {l.name}", "to": l.name, "kind": "stream",
+                          "bits": l.slot_bits, "depth": STREAM_DEPTH, "storage": "lutram"}]
         mem = self.memory
         return {
             "pe": self.pe, "part": self.part, "clock_ns": self.clock_ns, "onchip_kb": self.onchip_kb,
@@ -378,10 +398,11 @@ def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: Par
         s, st = l.schedule, l.stream
         if l.placement == "rom":
             add(f"{l.ident} weight ROM", s.groups, l.steps, WORD_BITS, rom=True)
-        add(f"{l.ident} schedule ROM", 1, s.slots, _bits(int(s.slot_count.max())), rom=True)
+        add(f"{l.ident} schedule ROM", 1, s.slots, l.count_bits, rom=True)
         add(f"{l.ident} bias ROM", s.groups, s.slots, st.acc_bits, rom=True)
         lay_in = next(c.layout for c in channels if c.consumer == l.name)
         add(f"{l.ident} column tables", s.groups, st.cols, column_table_bits(l, lay_in), rom=True)
+        add(f"{l.ident} stream FIFOs", 1, STREAM_DEPTH, l.step_bits + l.slot_bits, rom=False)
         if s.positions > 1:  # the slot's words, replayed at every output position
             add(f"{l.ident} row buffers", s.groups, l.slot_words, WORD_BITS, rom=False)
     bram = sum(i["bram36"] for i in items)

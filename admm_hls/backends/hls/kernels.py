@@ -173,7 +173,7 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
     ident = layer.ident
     conv = node.op == "conv"
     data: dict[str, bytes] = {}
-    count_bits = _ubits(int(s.slot_count.max()))
+    count_bits = layer.count_bits
     bias = np.zeros((s.groups, s.slots), dtype=np.int64)
     valid = s.slot_rows >= 0
     bias.T[valid] = st.bias[s.slot_rows[valid]]
@@ -212,7 +212,7 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
         "groups": s.groups, "bands": len(s.bands), "lanes": s.lanes, "slots": s.slots, "positions": s.positions,
         "iterations": s.iterations, "relative": st.format == "relative", "value_bits": st.value_bits,
         "entry_bits": st.width, "code_mask": (1 << st.value_bits) - 1, "cols": st.cols,
-        "count_bits": count_bits, "acc_bits": st.acc_bits, "rec_bits": count_bits + s.groups * st.acc_bits,
+        "count_bits": count_bits, "acc_bits": st.acc_bits, "rec_bits": layer.slot_bits, "step_bits": layer.step_bits,
         "count_t": rom_type(count_bits, False), "bias_t": rom_type(st.acc_bits, True),
         "level_bits": level_bits, "level_t": rom_type(level_bits, True), "n_levels": max(1, st.levels.size),
         "codebook": c_values(st.levels if st.levels.size else [0]),

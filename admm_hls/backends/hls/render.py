@@ -18,7 +18,7 @@ import numpy as np
 from ...arith import qrange
 from ...hw.memory import part_memory, storage
 from ...hw.names import ALIASES, file_stem
-from ...hw.plan import HardwarePlan
+from ...hw.plan import STREAM_DEPTH, HardwarePlan
 from ...ir.graph import LayerGraph
 from ...resources import template_env
 from .kernels import BANNER, kernel
@@ -130,8 +130,9 @@ def render_project_sources(graph: LayerGraph, plan: HardwarePlan) -> dict[str, b
             args = [*ins, "out_stream"]
         elif layer.kind == "weighted":
             slots, words = f"s_slots_{ident}", f"s_words_{ident}"
-            streams += [{"name": slots, "type": f"{ident}_slot_t", "depth": 2, "what": f"{name}: one record per slot"},
-                        {"name": words, "type": f"{ident}_step_t", "depth": 2,
+            streams += [{"name": slots, "type": f"{ident}_slot_t", "depth": STREAM_DEPTH,
+                         "what": f"{name}: one record per slot"},
+                        {"name": words, "type": f"{ident}_step_t", "depth": STREAM_DEPTH,
                          "what": f"{name}: word t of every row group"}]
             processes.append({"call": f"sched_{ident}({slots});", "trace": []})
             if layer.placement == "blob":
