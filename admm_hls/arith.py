@@ -54,6 +54,14 @@ def quantize_multiplier(real: float) -> Multiplier:
     return Multiplier(int(m0), int(shift))
 
 
+def check_multiplier(m0: int, shift: int, what: str) -> None:
+    """A multiplier a backend implements: m0 below 2^31 (it multiplies an int32 accumulator in
+    64 bits) and a shift in 1..MAX_SHIFT; anything else is a compiler bug, a ValueError."""
+    if not (0 <= int(m0) < 2**MULTIPLIER_BITS and 1 <= int(shift) <= MAX_SHIFT):
+        raise ValueError(f"{what}: multiplier m0={m0} shift={shift} is outside the contract "
+                         f"(m0 < 2^{MULTIPLIER_BITS}, shift 1..{MAX_SHIFT})")
+
+
 def qrange(bits: int) -> tuple[int, int]:
     return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
 
@@ -82,3 +90,8 @@ def quantize_input(x: np.ndarray, scale: float, bits: int) -> np.ndarray:
 def bits_for(bound: int) -> int:
     """Signed width that holds every value in [-bound, bound]."""
     return int(bound).bit_length() + 1
+
+
+def ubits(top: int) -> int:
+    """Unsigned width that holds every value in [0, top] (at least one bit)."""
+    return max(1, int(top).bit_length())

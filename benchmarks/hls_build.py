@@ -55,9 +55,9 @@ def lockstep(graph, lanes: tuple[int, ...]) -> list[dict]:
     for pe in lanes:
         plan = make_plan(graph, pe=pe, check_memory=False)
         for layer in plan.weighted():
-            s, st = layer.schedule, layer.stream
-            rows.append({"layer": layer.name, "rows": st.rows, "pe": pe, "groups": s.groups, "bands": len(s.bands),
-                         "lockstep_efficiency": int(st.entries.sum()) / (s.entries * s.groups)})
+            s = layer.schedule
+            rows.append({"layer": layer.name, "rows": layer.stream.rows, "pe": pe, "groups": s.groups,
+                         "bands": len(s.bands), "lockstep_efficiency": layer.lockstep_efficiency})
     return rows
 
 

@@ -105,7 +105,7 @@ def _manifest(graph: LayerGraph, plan: HardwarePlan, vectors: dict[str, Any], bl
               rtl: dict[str, Any]) -> dict[str, Any]:
     from .. import __version__
     from ..backends.hls.flow import FLOW_TARGET
-    from ..backends.hls.render import blob_port, stream_bits
+    from ..backends.hls.render import blob_port
     from ..report import graph_report
 
     report = graph_report(graph)
@@ -119,7 +119,6 @@ def _manifest(graph: LayerGraph, plan: HardwarePlan, vectors: dict[str, Any], bl
     inp, out = graph.input_node(), graph.output_node()
     blob_layers = [{"name": l.name, "port": blob_port(l.ident), "offset": l.blob_offset, "bytes": l.blob_bytes,
                     "beat_bits": l.beat_bits, "beats": l.beats} for l in plan.blob_layers()]
-    sbits = stream_bits(plan.act_bits)
     return {
         "format": MANIFEST_FORMAT,
         "model": graph.name,
@@ -135,7 +134,7 @@ def _manifest(graph: LayerGraph, plan: HardwarePlan, vectors: dict[str, Any], bl
             "ports": ["ap_clk", "ap_rst_n", "ap_start", "ap_done", "ap_idle", "ap_ready", "ap_continue"]
                      + [f"{s}_{sig}" for s in ("in_stream", "out_stream")
                         for sig in ("TDATA", "TVALID", "TREADY", "TLAST", "TKEEP", "TSTRB")],
-            "stream_bits": sbits,
+            "stream_bits": plan.stream_bits,
             "m_axi": [b["port"] for b in blob_layers],
             "s_axilite": ["control"] if blob_layers else [],
         },
@@ -263,16 +262,15 @@ def _rtl(graph: LayerGraph, plan: HardwarePlan) -> tuple[dict[str, bytes], dict[
     layers = {}
     for layer in plan.weighted():
         s = layer.schedule
-        macs = int(layer.stream.nonzeros.sum()) * layer.layout.shape[1] * layer.layout.shape[2]
         layers[layer.ident] = {"node": layer.name, "row_groups": s.groups, "bands": [list(b) for b in s.bands],
-                               "pes": s.lanes, "nonzero_macs": macs,
-                               "ideal_cycles": -(-macs // s.lanes)}  # one nonzero MAC per PE per cycle
+                               "pes": s.lanes, "nonzero_macs": layer.nonzero_macs,
+                               "ideal_cycles": -(-layer.nonzero_macs // s.lanes)}  # one nonzero MAC per PE per cycle
     cycles = {plan.names[n]: c for n, c in rtl_cycles.items() if plan.layers[n].kind not in ("input", "output")}
     return files, {"written": True, "simulators": ["icarus", "verilator"], "weights": "rom", "layers": layers,
                    "cycles": cycles, "latency": plan.latency("rtl")}
 
 
-def _readme(graph: LayerGraph, manifest: dict[str, Any], ctx: dict[str, Any], plan: HardwarePlan) -> bytes:
+def _readme(manifest: dict[str, Any], ctx: dict[str, Any]) -> bytes:
     from ..resources import template_env
 
     hw = {l["name"]: l for l in manifest["hardware"]["layers"]}
@@ -416,7 +414,7 @@ def build(
                              rtl_status)
         ctx = flow.flow_context(graph.name, __version__, plan.top, plan.part, plan.clock_ns, files)
         _add(files, flow.flow_files(ctx), "flow")
-        _add(files, {"README.md": _readme(graph, manifest, ctx, plan)}, "README.md")
+        _add(files, {"README.md": _readme(manifest, ctx)}, "README.md")
         manifest["files"] = {p: {"bytes": len(d), "sha256": hashlib.sha256(d).hexdigest()}
                              for p, d in sorted(files.items())}
         _add(files, {MANIFEST: dump_json(manifest)}, MANIFEST)

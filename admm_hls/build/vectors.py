@@ -12,11 +12,7 @@ from ..ir.graph import LayerGraph
 DEFAULT_VECTORS = 8
 VECTOR_SEED = 20240601  # the deterministic random test inputs
 
-__all__ = ["DEFAULT_VECTORS", "VECTOR_SEED", "input_integers", "test_vectors", "act_bits_of"]
-
-
-def act_bits_of(graph: LayerGraph) -> int:
-    return int(graph.meta.get("act_bits", graph.input_node().quant.get("bits", 8)))
+__all__ = ["DEFAULT_VECTORS", "VECTOR_SEED", "input_integers", "test_vectors"]
 
 
 def _elem_bytes(act_bits: int) -> int:
@@ -65,7 +61,7 @@ def test_vectors(graph: LayerGraph, x_int: np.ndarray) -> dict[str, bytes]:
     layer's output in ``tb/data/layers/<node>.bin`` (locates the first failing layer)."""
     from ..reference import run
 
-    act_bits = act_bits_of(graph)
+    act_bits = graph.act_bits()
     x = np.asarray(x_int)
     inp = graph.input_node()
     if x.dtype.kind not in "iu":

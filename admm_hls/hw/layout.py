@@ -21,7 +21,7 @@ import numpy as np
 
 from .schedule import Schedule
 
-__all__ = ["Layout", "weighted_layout", "range_layout"]
+__all__ = ["Layout", "weighted_layout", "range_layout", "shape3", "conv_taps"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -76,20 +76,24 @@ class Layout:
         y, x = np.divmod(rest, w)
         return self.group_of[ch], self.band_of[y], self.channel_base[ch] + self.row_offset[y] + x
 
-    def gather(self, banks: np.ndarray) -> np.ndarray:
-        """The NCHW flat tensor from (G, B, bank_size) bank contents (tests, traces)."""
-        g, b, local = self.locate(np.arange(self.size))
-        return np.asarray(banks)[g, b, local]
 
 
-def _shape3(shape) -> tuple[int, int, int]:
+def shape3(shape) -> tuple[int, int, int]:
+    """A tensor's shape as (C, H, W): a vector of N values is (N, 1, 1)."""
     shape = tuple(int(s) for s in shape)
     return shape if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
 
 
+def conv_taps(cols: int, kh: int, kw: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(channel, ky, kx) of every column of a conv filter, in PyTorch's (C, KH, KW) order: the
+    division the address tables do once so the hardware never does."""
+    col = np.arange(cols, dtype=np.int64)
+    return col // (kh * kw), (col % (kh * kw)) // kw, col % kw
+
+
 def weighted_layout(shape, schedule: Schedule) -> Layout:
     """The output banks of a conv / linear layer: lane (g, b) writes bank (g, b)."""
-    shape = _shape3(shape)
+    shape = shape3(shape)
     group_of = np.full(shape[0], -1, dtype=np.int64)
     slot_of = np.full(shape[0], -1, dtype=np.int64)
     s_idx, g_idx = np.nonzero(schedule.slot_rows >= 0)
@@ -103,7 +107,7 @@ def weighted_layout(shape, schedule: Schedule) -> Layout:
 
 def range_layout(shape, ranges: tuple[tuple[int, int], ...]) -> Layout:
     """One group per channel range (pools, element-wise layers, concat inputs, the input)."""
-    shape = _shape3(shape)
+    shape = shape3(shape)
     group_of = np.zeros(shape[0], dtype=np.int64)
     slot_of = np.zeros(shape[0], dtype=np.int64)
     for k, (lo, hi) in enumerate(ranges):

@@ -21,31 +21,28 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from ..arith import ubits
 from ..errors import UserError
 from ..ir.graph import LayerGraph, Node
 from .cycles import overhead
-from .layout import Layout, range_layout, weighted_layout
+from .layout import Layout, range_layout, shape3, weighted_layout
 from .memory import PartMemory, Storage, part_memory, storage
 from .names import ALIASES, layer_names, tensor_of
 from .schedule import Schedule, best_schedule, range_split
 from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream
 
 __all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN", "STREAM_DEPTH",
-           "KINDS", "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
+           "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
 
 DEFAULT_PART = "xczu9eg-ffvb1156-2-e"
 BLOB_ALIGN = 64  # bytes: every blob layer starts on an AXI burst-friendly boundary
 MAX_BEAT_BITS = 512  # widest m_axi port the plan asks for
 STREAM_DEPTH = 2  # FIFO depth of the weight and schedule streams (they only run ahead)
-
-# The kind of process each op becomes (one pipelined loop each; see cycles.py).
-KINDS = {"input": "input", "output": "output", "conv": "weighted", "linear": "weighted", "maxpool": "window",
-         "avgpool": "window", "add": "elementwise", "relu": "elementwise", "concat": "concat"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -55,7 +52,7 @@ class LayerHW:
     name: str  # node name
     ident: str  # its C / Verilog identifier
     op: str
-    kind: str  # KINDS[op]
+    kind: str  # input, output, weighted (conv, linear), window (pools), elementwise (add, relu), concat
     lanes: int  # parallel lanes (PEs)
     iterations: int  # issue cycles of its pipelined loop
     layout: Layout | None  # banks of its output (None: the output process)
@@ -80,7 +77,7 @@ class LayerHW:
     @property
     def count_bits(self) -> int:
         """Bits of a slot's entry count."""
-        return _bits(int(self.schedule.slot_count.max()))
+        return ubits(int(self.schedule.slot_count.max()))
 
     @property
     def step_bits(self) -> int:
@@ -96,13 +93,29 @@ class LayerHW:
     def slot_words(self) -> int:
         """Words a slot's entries span at most (its first word may be the previous slot's last):
         the row buffer a conv layer replays its slot from."""
-        s, st = self.schedule, self.stream
-        start = np.concatenate([np.zeros(1, np.int64), np.cumsum(s.slot_count)])[:-1]
-        return max(1, int(((start % st.per_word + s.slot_count - 1) // st.per_word + 1).max()))
+        s, per_word = self.schedule, self.stream.per_word
+        return max(1, int(((s.slot_start % per_word + s.slot_count - 1) // per_word + 1).max()))
 
     @property
     def beats_per_step(self) -> int:
-        return -(-WORD_BITS * self.schedule.groups // self.beat_bits) if self.beat_bits else 0
+        return -(-self.step_bits // self.beat_bits) if self.beat_bits else 0
+
+    @property
+    def fifos(self) -> tuple[str, str]:
+        """The C names of its (words, schedule) streams."""
+        return f"s_words_{self.ident}", f"s_slots_{self.ident}"
+
+    @property
+    def nonzero_macs(self) -> int:
+        """Nonzero multiply-accumulates of one inference."""
+        c, h, w = self.layout.shape
+        return int(self.stream.nonzeros.sum()) * h * w
+
+    @property
+    def lockstep_efficiency(self) -> float:
+        """Real entries over the entries its lanes issue (the padding lockstep costs)."""
+        s = self.schedule
+        return int(self.stream.entries.sum()) / max(1, s.entries * s.groups)
 
     @property
     def reader_lanes(self) -> int:
@@ -145,10 +158,6 @@ class MemoryUse:
             return None
         return self.bram36 <= self.part.bram36 and self.uram <= self.part.uram
 
-    def summary(self) -> str:
-        have = (f" of {self.part.bram36} / {self.part.uram}" if self.part else " (part unknown: not checked)")
-        return f"{self.bram36:g} BRAM36 / {self.uram} URAM{have}"
-
 
 @dataclass(frozen=True, eq=False)
 class HardwarePlan:
@@ -162,8 +171,12 @@ class HardwarePlan:
     channels: tuple[Channel, ...]
     names: dict[str, str]  # node name -> identifier (aliases included)
     tensor: dict[str, str]  # node name -> the process whose output holds its tensor
-    edges: tuple[tuple[str, str], ...] = field(default=())  # (producer process, consumer process)
     memory: MemoryUse | None = None
+
+    @property
+    def stream_bits(self) -> int:
+        """AXI4-Stream TDATA bits of one activation (whole bytes), in and out."""
+        return 8 * -(-self.act_bits // 8)
 
     # -- queries -----------------------------------------------------------------------------------
     def weighted(self) -> list[LayerHW]:
@@ -190,7 +203,7 @@ class HardwarePlan:
             return sum(cycles.values())
         done: dict[str, int] = {}
         for name in self.layers:
-            before = [done[p] for p, c in self.edges if c == name]
+            before = [done[c.tensor] for c in self.reads(name)]
             done[name] = max(before, default=0) + cycles[name]
         return max(done.values(), default=0)
 
@@ -215,15 +228,13 @@ class HardwarePlan:
                 entry["ranges"] = [list(r) for r in l.ranges]
             if l.schedule is not None:
                 s, st = l.schedule, l.stream
-                real = int(st.entries.sum())
                 entry.update({
                     "groups": s.groups, "bands": [list(b) for b in s.bands], "slots": s.slots,
                     "slot_entries": [int(c) for c in s.slot_count],
                     "rows_per_group": [int(s.group_rows(g).size) for g in range(s.groups)],
                     "nonzeros_per_group": [int(st.nonzeros[s.group_rows(g)].sum()) for g in range(s.groups)],
-                    "entries": real, "lockstep_entries": s.entries * s.groups,
-                    "lockstep_efficiency": round(real / max(1, s.entries * s.groups), 6),
-                    "nonzero_macs": int(st.nonzeros.sum()) * (l.layout.shape[1] * l.layout.shape[2]),
+                    "entries": int(st.entries.sum()), "lockstep_entries": s.entries * s.groups,
+                    "lockstep_efficiency": round(l.lockstep_efficiency, 6), "nonzero_macs": l.nonzero_macs,
                     "acc_bits": st.acc_bits, "acc_bound": st.acc_bound,
                     "words_per_group": l.steps, "placement": l.placement,
                 })
@@ -235,9 +246,10 @@ class HardwarePlan:
                      "banks": c.layout.banks, "bank_size": c.layout.bank_size, "bits": c.bits,
                      "storage": c.storage(part_memory(self.part)).kind} for c in self.channels]
         for l in self.weighted():  # the weight and schedule FIFOs of each conv / linear layer
-            channels += [{"name": f"s_words_{l.ident}", "from": f"words of {l.name}", "to": l.name, "kind": "stream",
+            words, slots = l.fifos
+            channels += [{"name": words, "from": f"words of {l.name}", "to": l.name, "kind": "stream",
                           "bits": l.step_bits, "depth": STREAM_DEPTH, "storage": "lutram"},
-                         {"name": f"s_slots_{l.ident}", "from": f"schedule of {l.name}", "to": l.name, "kind": "stream",
+                         {"name": slots, "from": f"schedule of {l.name}", "to": l.name, "kind": "stream",
                           "bits": l.slot_bits, "depth": STREAM_DEPTH, "storage": "lutram"}]
         mem = self.memory
         return {
@@ -295,14 +307,9 @@ def resolve_pe_layers(graph: LayerGraph, pe_layers: dict[str, int] | None) -> di
 
 
 # -- per-op planners ----------------------------------------------------------------------------------
-def _shape3(shape) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    return shape if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
-
-
 def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
     stream = weight_stream(node, act_bits)
-    _, ho, wo = _shape3(node.shape) if node.op == "conv" else (0, 1, 1)
+    _, ho, wo = shape3(node.shape) if node.op == "conv" else (0, 1, 1)
     schedule = best_schedule(stream.entries, ho, wo, budget)
     kernel = tuple(int(k) for k in node.params["weight"].shape[2:]) if node.op == "conv" else (1, 1)
     return LayerHW(node.name, ident, node.op, "weighted", schedule.lanes, schedule.iterations,
@@ -311,7 +318,7 @@ def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: 
 
 
 def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
-    c, ho, wo = _shape3(node.shape)
+    c, ho, wo = shape3(node.shape)
     kh, kw = node.params["kernel"]
     ranges = range_split(c, budget)
     span = max(hi - lo for lo, hi in ranges)
@@ -320,7 +327,7 @@ def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
 
 
 def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
-    c, h, w = _shape3(node.shape)
+    c, h, w = shape3(node.shape)
     ranges = range_split(c, budget)
     span = max(hi - lo for lo, hi in ranges)
     return LayerHW(node.name, ident, node.op, "elementwise", len(ranges), span * h * w,
@@ -330,7 +337,7 @@ def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, iden
 def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
     spans, lo = [], 0
     for src in graph.inputs(node.name):
-        c = _shape3(graph[src].shape)[0]
+        c = shape3(graph[src].shape)[0]
         spans.append((lo, lo + c))
         lo += c
     largest = max(int(np.prod(graph[s].shape)) for s in graph.inputs(node.name))
@@ -339,7 +346,7 @@ def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
 
 
 def _input(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
-    c = _shape3(node.shape)[0]
+    c = shape3(node.shape)[0]
     return LayerHW(node.name, ident, "input", "input", 1, int(np.prod(node.shape)),
                    range_layout(node.shape, ((0, c),)))
 
@@ -357,18 +364,13 @@ def _place(layer: LayerHW, limit_bytes: float, offset: int, offchip: bool) -> tu
     """ROM, or the blob at ``offset`` (returns the next free offset)."""
     from dataclasses import replace
 
-    groups = layer.schedule.groups
-    if not offchip and WORD_BITS * groups * layer.steps // 8 <= limit_bytes:
+    if not offchip and layer.step_bits * layer.steps // 8 <= limit_bytes:
         return replace(layer, placement="rom"), offset
-    beat_bits = min(MAX_BEAT_BITS, 1 << max(5, (WORD_BITS * groups - 1).bit_length()))
-    per_step = -(-WORD_BITS * groups // beat_bits)
     offset = -(-offset // BLOB_ALIGN) * BLOB_ALIGN
-    placed = replace(layer, placement="blob", blob_offset=offset, beat_bits=beat_bits, beats=layer.steps * per_step)
+    placed = replace(layer, placement="blob", blob_offset=offset,
+                     beat_bits=min(MAX_BEAT_BITS, 1 << max(5, (layer.step_bits - 1).bit_length())))
+    placed = replace(placed, beats=layer.steps * placed.beats_per_step)
     return placed, offset + placed.blob_bytes
-
-
-def _bits(top: int) -> int:
-    return max(1, int(top).bit_length())
 
 
 def column_table_bits(layer: LayerHW, lay_in: Layout) -> int:
@@ -376,8 +378,8 @@ def column_table_bits(layer: LayerHW, lay_in: Layout) -> int:
     channel's bank group and base, ky, kx; linear: the input element's group, band and address."""
     if layer.op == "conv":
         kh, kw = layer.kernel
-        return (_bits(lay_in.groups - 1) + _bits(int(lay_in.channel_base.max())) + _bits(kh - 1) + _bits(kw - 1))
-    return _bits(lay_in.groups - 1) + _bits(len(lay_in.bands) - 1) + _bits(lay_in.bank_size - 1)
+        return ubits(lay_in.groups - 1) + ubits(int(lay_in.channel_base.max())) + ubits(kh - 1) + ubits(kw - 1)
+    return ubits(lay_in.groups - 1) + ubits(len(lay_in.bands) - 1) + ubits(lay_in.bank_size - 1)
 
 
 def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: PartMemory | None) -> MemoryUse:
@@ -433,7 +435,7 @@ def make_plan(
     if unknown:
         raise UserError(f"off-chip layers {', '.join(sorted(unknown))}: no conv or linear layer of that name")
     per_layer = resolve_pe_layers(graph, pe_layers)
-    act_bits = int(graph.meta.get("act_bits", graph.input_node().quant.get("bits", 8)))
+    act_bits = graph.act_bits()
     names = layer_names(graph)
     tensor = tensor_of(graph)
     layers: dict[str, LayerHW] = {}
@@ -462,7 +464,7 @@ def make_plan(
         if node.name in layers and node.op != "input":
             for port, src in enumerate(graph.inputs(node.name)):
                 readings.setdefault(tensor[src], []).append((node.name, port))
-    channels, edges = [], []
+    channels = []
     for producer, readers in readings.items():
         for consumer, port in readers:
             name = f"fm_{names[producer]}"
@@ -470,12 +472,11 @@ def make_plan(
                 name += f"_{names[consumer]}" + (f"_{port}" if sum(r[0] == consumer for r in readers) > 1 else "")
             channels.append(Channel(name, producer, consumer, port, layers[consumer].reader_lanes,
                                     layers[producer].layout, act_bits))
-            edges.append((producer, consumer))
     channels_t = tuple(channels)
     memory = _memory(layers, channels_t, part_memory(part))
     plan = HardwarePlan(top=top, part=part, clock_ns=float(clock_ns), pe=budget, onchip_kb=float(onchip_kb),
                         act_bits=act_bits, layers=layers, channels=channels_t, names=names, tensor=tensor,
-                        edges=tuple(edges), memory=memory)
+                        memory=memory)
     if check_memory and memory.fits is False:
         worst = max(memory.items, key=lambda i: i["bram36"] + 8 * i["uram"])
         raise UserError(

@@ -78,6 +78,11 @@ class Schedule:
         return self.band_rows * self.wo
 
     @property
+    def slot_start(self) -> np.ndarray:
+        """(slots,) int64: the index of each slot's first entry in every group's stream."""
+        return np.concatenate([np.zeros(1, np.int64), np.cumsum(self.slot_count)])[:-1]
+
+    @property
     def entries(self) -> int:
         """Entries of every group's lockstep stream."""
         return int(self.slot_count.sum())

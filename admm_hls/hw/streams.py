@@ -105,9 +105,8 @@ def weight_stream(node: Node, act_bits: int) -> WeightStream:
 def lockstep_fields(stream: WeightStream, schedule: Schedule) -> np.ndarray:
     """(groups, entries) int64: each group's fields, slot by slot, padded with zero entries to
     the slot's count (``schedule.slot_count``)."""
-    counts = schedule.slot_count
-    starts = np.concatenate([np.zeros(1, np.int64), np.cumsum(counts)])[:-1]
-    total = int(counts.sum())
+    starts = schedule.slot_start
+    total = schedule.entries
     out = np.zeros((schedule.groups, total), dtype=np.int64)
     lens_all = stream.entries
     for g in range(schedule.groups):

@@ -89,6 +89,10 @@ class LayerGraph:
         (node,) = self.nodes_of("input")
         return node
 
+    def act_bits(self) -> int:
+        """Activation width of the quantized graph (the quantize pass records it)."""
+        return int(self.meta.get("act_bits", self.input_node().quant.get("bits", 8)))
+
     def output_node(self) -> Node:
         (node,) = self.nodes_of("output")
         return node

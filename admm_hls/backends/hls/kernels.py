@@ -16,8 +16,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...arith import bits_for, qrange
-from ...hw.layout import Layout
+from ...arith import bits_for, check_multiplier, qrange, ubits
+from ...hw.layout import Layout, conv_taps, shape3
 from ...hw.memory import part_memory, rom_impl
 from ...hw.plan import Channel, HardwarePlan, LayerHW
 from ...ir.graph import LayerGraph
@@ -87,10 +87,6 @@ def _inc_2d(rows, **kw) -> bytes:
     return (f"// {BANNER}\n" + ",\n".join("{" + c_values(r, **kw) + "}" for r in rows) + "\n").encode()
 
 
-def _ubits(top: int) -> int:
-    return max(1, int(top).bit_length())
-
-
 def _pack(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, tuple[int, int]], int]:
     """Unsigned fields packed LSB first in the given order: (values, {name: (lo, hi)}, bits)."""
     out, ranges, lo = None, {}, 0
@@ -98,7 +94,7 @@ def _pack(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, tuple[i
         col = np.asarray(col, dtype=np.int64)
         if col.size and int(col.min()) < 0:
             raise ValueError(f"table field {name} is negative")  # a compiler bug, never user input
-        width = _ubits(int(col.max(initial=0)))
+        width = ubits(int(col.max(initial=0)))
         ranges[name] = (lo, lo + width - 1)
         part = col.astype(np.uint64) << np.uint64(lo)
         out = part if out is None else out | part
@@ -107,15 +103,8 @@ def _pack(columns: dict[str, np.ndarray]) -> tuple[np.ndarray, dict[str, tuple[i
 
 
 def _mult(m, what: str) -> dict[str, Any]:
-    m0, shift = int(m.m0), int(m.shift)
-    if not (0 <= m0 < 2**31 and 1 <= shift <= 62):
-        raise ValueError(f"{what}: multiplier m0={m0} shift={shift} is outside the contract (m0 < 2^31, 1..62)")
-    return {"m0": f"{m0}LL", "shift": shift}
-
-
-def _shape3(shape) -> tuple[int, int, int]:
-    shape = tuple(int(s) for s in shape)
-    return shape if len(shape) == 3 else (int(np.prod(shape)), 1, 1)
+    check_multiplier(m.m0, m.shift, what)
+    return {"m0": f"{int(m.m0)}LL", "shift": int(m.shift)}
 
 
 # -- channels ----------------------------------------------------------------------------------------
@@ -146,8 +135,10 @@ def _ranges_text(ranges) -> str:
 
 
 def _geometry(node) -> str:
+    """'kernel 3x3, stride 1x1, padding 1x1' of a conv (kernel from its weights) or a pool."""
     p = node.params
-    (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
+    kh, kw = p["kernel"] if "kernel" in p else p["weight"].shape[2:]
+    (sh, sw), (ph, pw) = p["stride"], p["padding"]
     return f"kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}"
 
 
@@ -186,17 +177,16 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
         (sh, sw), (ph, pw) = node.params["stride"], node.params["padding"]
         if st.cols != cin * kh * kw:
             raise ValueError(f"{node.where()}: packed {st.rows}x{st.cols} does not match the conv shape")
-        col = np.arange(st.cols)
-        chan, ky, kx = col // (kh * kw), (col % (kh * kw)) // kw, col % kw
+        chan, ky, kx = conv_taps(st.cols, kh, kw)
         cols, f_col, col_bits = _pack({"ig": lay_in.group_of[chan], "base": lay_in.channel_base[chan], "ky": ky,
                                        "kx": kx})
-        rows_t, f_row, row_bits = _pack({"band": lay_in.band_of, "ofs": lay_in.row_offset})
-        data[f"{ident}_rows.inc"] = _inc_2d([rows_t] * s.lanes, hexa=True, wide=row_bits > 32)
+        t = _channel_tables(lay_in)  # the row table: every lane its own copy
+        data[f"{ident}_rows.inc"] = _inc_2d([t["row"]] * s.lanes, hexa=True, wide=t["row_bits"] > 32)
         geo = {"h": h, "w": w, "sh": sh, "sw": sw, "ph": ph, "pw": pw, "wo": s.wo,
-               "band_iy": [lo * sh for lo, _ in s.bands], "row_bits": row_bits, "row_t": rom_type(row_bits, False),
+               "band_iy": [lo * sh for lo, _ in s.bands], "row_bits": t["row_bits"], "row_t": t["row_t"],
                "f_ig": f_col["ig"], "f_base": f_col["base"], "f_ky": f_col["ky"], "f_kx": f_col["kx"],
-               "f_band": f_row["band"], "f_ofs": f_row["ofs"]}
-        what = (f"conv {node.name}: {cin}x{h}x{w} -> {'x'.join(map(str, node.shape))}, {_geometry_conv(node)}, "
+               "f_band": t["f_band"], "f_ofs": t["f_ofs"]}
+        what = (f"conv {node.name}: {cin}x{h}x{w} -> {'x'.join(map(str, node.shape))}, {_geometry(node)}, "
                 f"{st.format} weights")
     else:
         if st.cols != lay_in.size:
@@ -229,12 +219,6 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
     return Kernel("kernel_weighted.h.j2", ctx, data)
 
 
-def _geometry_conv(node) -> str:
-    _, _, kh, kw = node.params["weight"].shape
-    (sh, sw), (ph, pw) = node.params["stride"], node.params["padding"]
-    return f"kernel {kh}x{kw}, stride {sh}x{sw}, padding {ph}x{pw}"
-
-
 def _ranged_inputs(plan: HardwarePlan, layer: LayerHW, data: dict[str, bytes]) -> list[dict[str, Any]]:
     """The inputs of a lane-per-channel-range process, with the per-lane channel tables (channel
     lo[r] + cc for cc < the widest range; past a lane's range: entry 0) and row tables."""
@@ -256,7 +240,7 @@ def _ranged_inputs(plan: HardwarePlan, layer: LayerHW, data: dict[str, bytes]) -
 def _window(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
     node = graph[layer.name]
     (src,) = graph.inputs(node.name)
-    c, h, w = _shape3(graph[src].shape)
+    c, h, w = shape3(graph[src].shape)
     _, ho, wo = node.shape
     p = node.params
     (kh, kw), (sh, sw), (ph, pw) = p["kernel"], p["stride"], p["padding"]
@@ -280,7 +264,7 @@ def _window(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
 
 def _elementwise(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
     node = graph[layer.name]
-    c, h, w = _shape3(node.shape)
+    c, h, w = shape3(node.shape)
     data: dict[str, bytes] = {}
     inputs = _ranged_inputs(plan, layer, data)
     ctx: dict[str, Any] = {"id": layer.ident, "name": node.name, "op": node.op, "lanes": layer.lanes,
@@ -303,7 +287,7 @@ def _concat(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
     node = graph[layer.name]
     if node.relu:
         raise ValueError(f"{node.where()}: a ReLU fused into concat is not part of the contract")
-    c, h, w = _shape3(node.shape)
+    c, h, w = shape3(node.shape)
     inputs = []
     for ch, m in zip(plan.reads(layer.name), node.quant["multipliers"]):
         t = _channel_tables(ch.layout)

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from ...arith import qrange
-from ...hw.memory import part_memory, storage
+from ...hw.memory import part_memory
 from ...hw.names import ALIASES, file_stem
 from ...hw.plan import STREAM_DEPTH, HardwarePlan
 from ...ir.graph import LayerGraph
@@ -28,20 +28,11 @@ RESERVED = ("main", "in_stream", "out_stream", "admm_trace", "admm_trace_banked"
 AXI_OUTSTANDING = 16  # read requests in flight (UG1399's default)
 AXI_LATENCY = 64  # expected read latency in cycles (UG1399's default)
 
-__all__ = ["BANNER", "render_project_sources", "weight_blob", "blob_port", "stream_bits", "elem_bytes"]
+__all__ = ["BANNER", "render_project_sources", "weight_blob", "blob_port"]
 
 
 def _render(template: str, **ctx: Any) -> bytes:
     return template_env("hls").get_template(template).render(banner=BANNER, **ctx).encode("utf-8")
-
-
-def stream_bits(act_bits: int) -> int:
-    """AXI4-Stream TDATA bits of one activation (whole bytes)."""
-    return 8 * -(-act_bits // 8)
-
-
-def elem_bytes(act_bits: int) -> int:
-    return 1 if act_bits <= 8 else 2
 
 
 def blob_port(ident: str) -> str:
@@ -129,7 +120,7 @@ def render_project_sources(graph: LayerGraph, plan: HardwarePlan) -> dict[str, b
         elif layer.kind == "output":
             args = [*ins, "out_stream"]
         elif layer.kind == "weighted":
-            slots, words = f"s_slots_{ident}", f"s_words_{ident}"
+            words, slots = layer.fifos
             streams += [{"name": slots, "type": f"{ident}_slot_t", "depth": STREAM_DEPTH,
                          "what": f"{name}: one record per slot"},
                         {"name": words, "type": f"{ident}_step_t", "depth": STREAM_DEPTH,
@@ -143,7 +134,7 @@ def render_project_sources(graph: LayerGraph, plan: HardwarePlan) -> dict[str, b
         else:
             args = [*ins, *outs]
         processes.append({"call": f"layer_{ident}({', '.join(args)});", "trace": traces.get(name, [])})
-        for t in traces.get(name, [])[:1]:
+        if traces.get(name):
             lay = layer.layout
             traces_t.append({"id": ident, "c": lay.shape[0], "h": lay.shape[1],
                              "group": ", ".join(map(str, lay.group_of.tolist())),
@@ -152,18 +143,17 @@ def render_project_sources(graph: LayerGraph, plan: HardwarePlan) -> dict[str, b
                              "offset": ", ".join(map(str, lay.row_offset.tolist()))})
     channels = []
     for ch in plan.channels:
-        s = storage(ch.layout.bank_size, ch.bits, part)
         channels.append({"name": ch.name, "copies": ch.copies, "groups": ch.layout.groups,
                          "bands": len(ch.layout.bands), "bank_size": ch.layout.bank_size,
-                         "impl": "uram" if s.kind == "uram" else "",
+                         "impl": "uram" if ch.storage(part).kind == "uram" else "",
                          "what": f"{ch.tensor} -> {ch.consumer}: {ch.copies} copy(ies) of "
                                  f"{ch.layout.banks} bank(s), ping-pong"})
     inp = graph.input_node()
     (last,) = graph.inputs(graph.output_node().name)
     lo, hi = qrange(plan.act_bits)
-    common = dict(top=plan.top, guard=plan.top.upper(), act_bits=plan.act_bits, stream_bits=stream_bits(plan.act_bits),
+    common = dict(top=plan.top, guard=plan.top.upper(), act_bits=plan.act_bits, stream_bits=plan.stream_bits,
                   act_min=lo, act_max=hi, in_size=int(np.prod(inp.shape)), out_size=int(np.prod(graph[last].shape)),
-                  blob_layers=blob_layers, blob_bytes=plan.blob_size(), elem_bytes=elem_bytes(plan.act_bits))
+                  blob_layers=blob_layers, blob_bytes=plan.blob_size())
     files["firmware/types.h"] = _render("types.h.j2", **common)
     files[f"firmware/{plan.top}.h"] = _render("top.h.j2", **common)
     files[f"firmware/{plan.top}.cpp"] = _render("top.cpp.j2", **common, kernels=kernels, channels=channels,

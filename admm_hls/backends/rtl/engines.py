@@ -17,10 +17,11 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ...arith import bits_for
+from ...arith import bits_for, check_multiplier
+from ...hw.layout import conv_taps
 from ...hw.plan import HardwarePlan, LayerHW
 from ...hw.streams import WORD_BITS
-from ...ir.graph import LayerGraph, Node
+from ...ir.graph import LayerGraph
 from ...sparse.codebook import signed_width
 
 __all__ = ["ENGINES", "engines", "mem_image", "row_table", "IDENTITY"]
@@ -74,17 +75,12 @@ def _params(items: list[tuple[str, Any]]) -> list[tuple[str, str]]:
     return out
 
 
-def _check_mult(m0: int, shift: int, node: Node) -> None:
-    if not (0 <= int(m0) < 2**31 and 1 <= int(shift) <= 62):
-        raise ValueError(f"{node.where()}: multiplier outside the contract")
-
-
 def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict[str, bytes]):
     node = graph[layer.name]
     s, st = layer.schedule, layer.stream
     ident = layer.ident
     m = node.quant["multiplier"]
-    _check_mult(m.m0, m.shift, node)
+    check_multiplier(m.m0, m.shift, node.where())
     (src,) = graph.inputs(node.name)
     rows, cols = st.rows, st.cols
     if node.op == "conv":
@@ -104,15 +100,14 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict
     files[f"rtl/mem/{ident}_codebook.mem"] = mem_image(st.levels, level_bits)
     col_files = []
     if node.op == "conv":  # column -> (input offset, ky, kx): no division in the engine
-        col = np.arange(cols, dtype=np.int64)
-        ch, ky, kx = col // (kh * kw), (col % (kh * kw)) // kw, col % kw
+        ch, ky, kx = conv_taps(cols, kh, kw)
         for kind, values, bits in (("ofs", ch * h * w + ky * w + kx, bits_for(cin * h * w) + 1),
                                    ("ky", ky, bits_for(kh) + 1), ("kx", kx, bits_for(kw) + 1)):
             files[f"rtl/mem/{ident}_col_{kind}.mem"] = mem_image(values, bits)
             col_files.append((f"COL_{kind.upper()}_FILE", f"mem/{ident}_col_{kind}.mem"))
     howo = geo["HO"] * geo["WO"]
-    start = np.concatenate([np.zeros(1, np.int64), np.cumsum(s.slot_count)])[:-1]
-    widths = {"WORD_W": max(1, layer.steps.bit_length()), "COUNT_W": int(s.slot_count.max()).bit_length(),
+    start = s.slot_start
+    widths = {"WORD_W": max(1, layer.steps.bit_length()), "COUNT_W": layer.count_bits,
               "OBASE_W": max(1, (rows * howo).bit_length())}
     instances = []
     for g in range(s.groups):
@@ -179,8 +174,8 @@ def _elementwise(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: d
             raise ValueError(f"{node.where()}: the add's two multipliers must share one shift")
         base.update(INPUTS=2, M0A=int(ma.m0), M0B=int(mb.m0), SHIFT=int(ma.shift))
         what = "residual add" + (", ReLU" if node.relu else "")
-    _check_mult(base["M0A"], base["SHIFT"], node)
-    _check_mult(base["M0B"], base["SHIFT"], node)
+    check_multiplier(base["M0A"], base["SHIFT"], node.where())
+    check_multiplier(base["M0B"], base["SHIFT"], node.where())
     insts = [dict(pe=k, module="admm_eltwise", srcs=list(srcs),
                   params=_params(list(dict(base, START=lo * per_channel, N=hi * per_channel).items())))
              for k, (lo, hi) in enumerate(layer.ranges)]
@@ -194,7 +189,7 @@ def _concat(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict[s
         raise ValueError(f"{node.where()}: a ReLU fused into concat is not part of the contract")
     insts, offset = [], 0
     for k, (s, m) in enumerate(zip(graph.inputs(node.name), node.quant["multipliers"])):
-        _check_mult(m.m0, m.shift, node)
+        check_multiplier(m.m0, m.shift, node.where())
         n = int(np.prod(graph[s].shape))
         p = dict(N=n, START=0, INPUTS=1, OUT_OFFSET=offset, ACT_BITS=plan.act_bits, M0A=int(m.m0), M0B=0,
                  SHIFT=int(m.shift), RELU=0)

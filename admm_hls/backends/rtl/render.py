@@ -86,7 +86,7 @@ def render_rtl(graph: LayerGraph, plan: HardwarePlan) -> dict[str, bytes]:
         raise ValueError(f"{len(layers)} layers: the RTL sequencer counts at most 255")
     inp, outp = graph.input_node(), graph.output_node()
     (last,) = graph.inputs(outp.name)
-    stream_bits = 8 * -(-act_bits // 8)
+    stream_bits = plan.stream_bits
     pad = stream_bits - act_bits
     out_tdata = "out_value" if pad == 0 else "{{" + str(pad) + "{out_value[ACT_BITS-1]}}, out_value}"
     ctx = dict(top=top, model=graph.name, act_bits=act_bits, stream_bits=stream_bits, in_size=_size(inp.shape),
