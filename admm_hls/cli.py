@@ -54,7 +54,8 @@ def _add_lowering_options(p: argparse.ArgumentParser) -> None:
                         "every layer dense (the dense-engine baseline) or relative index")
     p.add_argument("--max-fillers", type=float, metavar="PCT",
                    help="cap relative-index fillers at PCT%% of a layer's entries (each filler costs an engine "
-                        "cycle): the index field widens until the cap holds (default: no cap, fewest bits)")
+                        "cycle): the index field widens until the cap holds (default: no cap, fewest bits; 0 for "
+                        "a checkpoint pruned to balance its PEs)")
     p.add_argument("--calibrate", metavar="DATASET",
                    help=f"measure activation ranges on the first {CALIBRATION_IMAGES} training images of DATASET "
                         "(from --data-dir) instead of the checkpoint's")
@@ -240,10 +241,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
     p.add_argument("--out", required=True, help="project folder to write")
     p.add_argument("--force", action="store_true", help="replace --out if it exists and is not empty")
-    p.add_argument("--pe", type=int, default=1,
+    p.add_argument("--pe", type=int, default=None,
                    help="parallel lanes (processing elements) per layer, the same in the HLS C++ and the RTL: a "
                         "conv/fc layer spends them as row groups x output-row bands in lockstep, a pool or "
-                        "element-wise layer as channel ranges (default 1)")
+                        "element-wise layer as channel ranges (default: the count the checkpoint was pruned to "
+                        "balance, else 1)")
     p.add_argument("--pe-layer", action="append", metavar="NAME=N",
                    help="lanes for one layer (node name or module path), repeatable")
     p.add_argument("--onchip-kb", type=float, default=512.0,

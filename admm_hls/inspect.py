@@ -13,6 +13,7 @@ def inspect_graph(ckpt: dict[str, Any], graph) -> dict[str, Any]:
     report = graph_report(graph)
     report["arch"] = ckpt["arch"]
     report["accuracy"] = ckpt.get("accuracy", {})
+    report["balance_pe"] = int(ckpt.get("balance_pe") or 0)
     return report
 
 
@@ -23,4 +24,7 @@ def format_inspection(report: dict[str, Any]) -> str:
     if report["accuracy"]:
         lines.append("accuracy (float, from compression): "
                      + ", ".join(f"{k} {v:.2%}" for k, v in report["accuracy"].items()))
+    if report.get("balance_pe"):
+        lines.append(f"pruned to balance {report['balance_pe']} PEs: every row of a lockstep slot holds the same "
+                     f"count, so 'build' defaults to --pe {report['balance_pe']} and to streams without fillers")
     return "\n".join(lines)

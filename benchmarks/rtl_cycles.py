@@ -66,15 +66,16 @@ def inputs(graph, n: int, data_dir: str | None) -> tuple[np.ndarray, str]:
     return rng.integers(-128, 128, size=(n, *graph.input_node().shape)).astype(np.int64), f"{n} random inputs"
 
 
-def measure(variant: str, options: dict, pe: int, args, work: Path) -> dict:
+def measure(variant: str, options: dict, pe: int, args, work: Path, checkpoint: str | Path | None = None) -> dict:
+    """Build and simulate one design of ``checkpoint`` (default: the shipped LeNet-5)."""
     from admm_hls.build.project import build
     from admm_hls.ir.lower import lower
     from admm_hls.resources import resource_dir
     from admm_hls.sim.rtlsim import run_rtlsim
 
-    graph = lower(resource_dir("models") / "lenet5_mnist.pt", **options)
+    graph = lower(checkpoint or resource_dir("models") / "lenet5_mnist.pt", **options)
     x_int, source = inputs(graph, args.n, args.data_dir)
-    folder = work / f"{variant.split(',')[0]}_{len(options)}_pe{pe}"
+    folder = work / f"{variant.split(',')[0].replace(' ', '_')}_{len(options)}_pe{pe}"
     t = time.perf_counter()
     project = build(graph, folder, pe=pe, vectors=x_int, vectors_source=source, progress=False, force=True)
     built = time.perf_counter() - t

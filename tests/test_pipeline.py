@@ -65,7 +65,11 @@ def test_checkpoint_round_trip_and_calibration(compressed, tmp_path):
     back = load_checkpoint(tmp_path / "c.pt")
     model = model_from_checkpoint(back)
     x = _data(16, 5).images
-    assert torch.equal(model(x), c.model.eval()(x))
+    for key, value in c.model.state_dict().items():
+        assert torch.equal(model.state_dict()[key], value)
+        assert model.state_dict()[key].is_contiguous()  # saved plain, whatever layout training used
+    # Training runs convolutions channels-last: same values, float sums in another order.
+    torch.testing.assert_close(model(x), c.model.eval()(x), rtol=1e-5, atol=1e-6)
     ranges = back["calibration"]["ranges"]
     assert {"x", "conv1", "fc1", "relu", "fc2"} <= set(ranges)
     assert ranges["relu"][0] == 0.0 and ranges["x"][0] < 0 < ranges["x"][1]
@@ -98,3 +102,102 @@ def test_hardware_aware_targets_from_a_recipe():
     lines = []
     Compressor(recipe_from_dict(TINY), _data(8, 0), _data(8, 1), log=lines.append).log_targets()
     assert "fc1 keep 4,000/400,000 (100.0x, break-even" in lines[0]
+
+
+def test_distillation_loss_by_hand():
+    from admm_hls.compress.training import DistillSpec
+
+    logits = torch.tensor([[2.0, 0.5, -1.0], [0.0, 1.0, 3.0]])
+    teacher = torch.tensor([[3.0, 1.0, 0.0], [-1.0, 2.0, 2.5]])
+    labels = torch.tensor([0, 2])
+    t, alpha = 2.0, 0.75
+    p_s = torch.softmax(logits / t, 1)
+    p_t = torch.softmax(teacher / t, 1)
+    kl = (p_t * (p_t.log() - p_s.log())).sum(1).mean() * t * t
+    ce = -torch.log_softmax(logits, 1)[torch.arange(2), labels].mean()
+    got = DistillSpec(alpha=alpha, temperature=t).loss(logits, labels, teacher)
+    assert float(got) == pytest.approx(float(alpha * kl + (1 - alpha) * ce), rel=1e-6)
+    assert float(DistillSpec().loss(logits, labels, teacher)) == pytest.approx(float(ce))  # alpha 0: plain CE
+
+
+PROGRESSIVE = dict(TINY, holdout=64, distill={"alpha": 0.5, "temperature": 3.0},
+                   prune=dict(TINY["prune"], rounds=[0.5, 1.0], balance_pe=4))
+
+
+@pytest.fixture(scope="module")
+def progressive():
+    stages = []
+
+    class Watched(Compressor):
+        def hard_prune(self, label, k=None):
+            acc = super().hard_prune(label, k)
+            stages.append({n: m.clone() for n, m in self.masks.items()})
+            return acc
+
+    c = Watched(recipe_from_dict(PROGRESSIVE), _data(384, 0), _data(128, 1), seed=3, log=lambda s: None)
+    return c, c.run(), stages
+
+
+def test_progressive_rounds_nest_and_masks_and_levels_survive_every_stage(progressive):
+    c, ckpt, stages = progressive
+    first, final = stages
+    assert len(c.train.labels) == 320 and len(c.val.labels) == 64 and c.teacher.shape == (320, 10)
+    for name, w in c.weights.items():
+        assert int(first[name].sum()) > int(final[name].sum()) == c.k[name]
+        assert not (final[name] & ~first[name]).any()  # round 2 prunes inside round 1's mask
+        assert torch.equal(c.masks[name], final[name])  # retraining and quantization kept it
+        assert torch.equal(ckpt["layers"][name]["levels"] != 0, final[name])
+        assert int((w != 0).sum()) == c.k[name]
+    rounds = [h for h in ckpt["history"] if h["stage"].startswith("admm-prune round")]
+    assert len(rounds) == 4 and {h["split"] for h in rounds} == {"holdout"}
+    assert {"admm round 1", "admm", "retrained", "quantized"} <= set(ckpt["accuracy"])
+
+
+def test_balanced_pruning_gives_equal_lockstep_slots_and_build_uses_its_pe(progressive):
+    from admm_hls.hw.plan import make_plan
+    from admm_hls.ir.lower import lower
+
+    c, ckpt, _ = progressive
+    assert ckpt["balance_pe"] == 4
+    for name, mask in c.masks.items():
+        rows = mask.reshape(mask.shape[0], -1).sum(1)
+        for slot in torch.sort(rows, descending=True).values.split(min(4, len(rows))):
+            assert len(set(slot.tolist())) == 1, name
+    graph = lower(ckpt)
+    plan = make_plan(graph)
+    assert plan.pe == 4 and make_plan(graph, pe=2).pe == 2
+    for layer in plan.layers.values():
+        if layer.schedule is not None and layer.stream.format == "relative":
+            assert int(layer.stream.entries.sum()) == int(layer.stream.nonzeros.sum())  # no fillers
+            # Lockstep lanes are never padded: only empty rows still issue their one bubble, and
+            # the lanes a short last slot (rows % G) leaves without a row idle through it.
+            sched = layer.schedule
+            idle = (sched.groups - layer.stream.rows % sched.groups) * int(sched.slot_count[-1]) \
+                if layer.stream.rows % sched.groups else 0
+            empty = int((layer.stream.nonzeros == 0).sum())
+            assert sched.entries * sched.groups - int(layer.stream.entries.sum()) <= empty + idle
+
+
+@pytest.mark.parametrize("method", ["magnitude", "gradual"])
+def test_magnitude_controls_reach_the_same_counts(method):
+    recipe = recipe_from_dict(dict(PROGRESSIVE, prune=dict(PROGRESSIVE["prune"], method=method, gradual_epochs=1)))
+    c = Compressor(recipe, _data(256, 0), _data(64, 1), seed=1, log=lambda s: None)
+    c.train_dense()
+    c.prune()
+    c.retrain(1)
+    for name, w in c.weights.items():
+        assert int((w != 0).sum()) == int(c.masks[name].sum()) == c.k[name]
+    assert method in c.accuracy and "admm" not in c.accuracy
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"prune": {"method": "lottery"}}, "prune.method 'lottery' is unknown"),
+    ({"prune": {"rounds": [1.0, 0.5]}}, "must rise from above 0 to exactly 1.0"),
+    ({"prune": {"rounds": [0.5]}}, "must rise from above 0 to exactly 1.0"),
+    ({"prune": {"balance_pe": -1}}, "balance_pe -1 must be >= 0"),
+    ({"holdout": 8}, "holdout 8 must be >= 0 and leave training images"),
+    ({"distill": {"alpha": 2.0}}, "0 <= alpha <= 1"),
+])
+def test_new_recipe_keys_are_checked(change, message):
+    with pytest.raises(UserError, match=message.replace("(", "\\(").replace("[", "\\[")):
+        Compressor(recipe_from_dict(dict(TINY, **change)), _data(8, 0), _data(8, 1))

@@ -108,6 +108,7 @@ def make_checkpoint(
     calibration: dict[str, Any],
     dataset: dict[str, Any] | None,
     seed: int,
+    balance_pe: int = 0,
 ) -> dict[str, Any]:
     """The checkpoint dict: tensors and plain types only (see the module docstring)."""
     from .. import __version__
@@ -133,13 +134,16 @@ def make_checkpoint(
         "arch": {"name": arch, "kwargs": dict(arch_kwargs)},
         "input_shape": list(input_shape),
         "dataset": dataset,
-        "state_dict": {k: v.clone() for k, v in model.state_dict().items()},
+        # Contiguous copies: training may leave conv weights channels-last.
+        "state_dict": {k: v.clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()},
         "layers": layers,
         "accuracy": dict(accuracy),
         "recipe": recipe,
         "history": history,
         "calibration": calibration,
         "seed": seed,
+        # The PE count whose lockstep slots the pruning balanced (0: none); build's default --pe.
+        "balance_pe": int(balance_pe),
         "versions": {"admm_hls": __version__, "torch": torch.__version__.split("+")[0],
                      "python": platform.python_version()},
     }

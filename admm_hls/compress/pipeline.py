@@ -1,6 +1,8 @@
-"""The whole ADMM-NN recipe, stage by stage: dense training, ADMM pruning, hard pruning, masked
-retraining, ADMM quantization, final projection with progressive-freezing retraining, activation
-calibration, and the checkpoint. Each stage is a method so benchmarks can time and branch them.
+"""The whole ADMM-NN recipe, stage by stage: dense training, ADMM pruning (in one or more
+progressive rounds), hard pruning, masked retraining, ADMM quantization, final projection with
+progressive-freezing retraining, activation calibration, and the checkpoint. Every stage after the
+dense one can distill from the dense model. Each stage is a method so benchmarks can time and
+branch them; the magnitude-pruning controls are methods of the same class.
 """
 
 from __future__ import annotations
@@ -13,14 +15,18 @@ import torch
 
 from ..calibration import measure_ranges
 from ..datasets import MNIST_MEAN, MNIST_STD, Split
+from ..errors import UserError
 from ..zoo import build_model, input_shape
 from .admm import ADMM
 from .checkpoint import make_checkpoint
 from .masking import MaskSet
-from .projection import max_level, nearest_levels, optimal_scale, project_levels, project_topk, topk_mask
+from .projection import (balanced_topk_mask, feasible_balanced_k, max_level, nearest_levels, optimal_scale,
+                         project_levels, topk_mask)
 from .recipe import Recipe
 from .targets import allocate_keep, layer_geometry
-from .training import StageHooks, evaluate, prunable_weights, train_stage
+from .training import StageHooks, evaluate, predict, prunable_weights, train_stage
+
+METHODS = ("admm", "magnitude", "gradual")
 
 Log = Callable[[str], None]
 
@@ -31,7 +37,14 @@ def _fmt_layers(values: dict[str, float], fmt: str) -> str:
 
 class Compressor:
     def __init__(self, recipe: Recipe, train: Split, test: Split, seed: int = 0, log: Log = print):
-        self.recipe, self.train, self.test, self.seed, self.log = recipe, train, test, seed, log
+        self.recipe, self.test, self.seed, self.log = recipe, test, seed, log
+        self._check_recipe(len(train.labels))
+        held = recipe.holdout
+        self.train = Split(train.images[: len(train.labels) - held], train.labels[: len(train.labels) - held])
+        # Per-iteration accuracies go on the held-out slice when there is one (tuning never sees
+        # the test set); stage accuracies are always on the test set.
+        self.val = Split(train.images[len(train.labels) - held:], train.labels[len(train.labels) - held:]) if held else test
+        self.teacher: torch.Tensor | None = None
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.model = build_model(recipe.model, **recipe.model_kwargs)
@@ -41,7 +54,7 @@ class Compressor:
         self.bits = {n: recipe.quantize.bits_layers.get(n, recipe.quantize.bits) for n in self.weights}
         self._check_layer_names()
         self.keep = self._keep_ratios()
-        self.k = {n: max(1, round(self.keep[n] * w.numel())) for n, w in self.weights.items()}
+        self.k = {n: self._count(n, self.keep[n]) for n in self.weights}
         self.masks: dict[str, torch.Tensor] = {n: torch.ones_like(w, dtype=torch.bool) for n, w in self.weights.items()}
         self.levels: dict[str, torch.Tensor] = {}
         self.scales: dict[str, float] = {}
@@ -49,6 +62,43 @@ class Compressor:
         self.history: list[dict[str, Any]] = []
 
     # -- set-up ---------------------------------------------------------------------------------
+    def _check_recipe(self, train_images: int) -> None:
+        r, p = self.recipe, self.recipe.prune
+        if p.method not in METHODS:
+            raise UserError(f"recipe prune.method '{p.method}' is unknown: use one of {', '.join(METHODS)}")
+        if not p.rounds or p.rounds[-1] != 1.0 or any(not 0 < a < b for a, b in zip(p.rounds, p.rounds[1:])) \
+                or p.rounds[0] <= 0:
+            raise UserError(f"recipe prune.rounds {list(p.rounds)} must rise from above 0 to exactly 1.0 "
+                            "(e.g. [0.5, 1.0])")
+        if p.balance_pe < 0:
+            raise UserError(f"recipe prune.balance_pe {p.balance_pe} must be >= 0 (0: no balancing)")
+        if not 0 <= r.holdout < train_images:
+            raise UserError(f"recipe holdout {r.holdout} must be >= 0 and leave training images "
+                            f"({train_images} available)")
+        if not 0 <= r.distill.alpha <= 1 or r.distill.temperature <= 0:
+            raise UserError("recipe distill needs 0 <= alpha <= 1 and temperature > 0")
+
+    def _groups(self, name: str) -> int:
+        return min(self.recipe.prune.balance_pe, self.weights[name].shape[0])
+
+    def _count(self, name: str, keep: float) -> int:
+        """Nonzeros that keep ``keep`` of a layer (a count the balance constraint can hold)."""
+        w = self.weights[name]
+        k = max(1, round(keep * w.numel()))
+        if self.recipe.prune.balance_pe and keep < 1.0:
+            k = feasible_balanced_k(w.shape[0], w[0].numel(), k, self._groups(name))
+        return k
+
+    def _mask(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
+        """Support of the exact projection onto the layer's prune set: top-k, or top-k balanced
+        over the lockstep slots when the recipe balances for a PE count."""
+        if self.recipe.prune.balance_pe and k < w.numel():
+            return balanced_topk_mask(w, k, self._groups(name))
+        return topk_mask(w, k)
+
+    def _project(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
+        return torch.where(self._mask(name, w, k), w.detach(), torch.zeros((), dtype=w.dtype))
+
     def _check_layer_names(self) -> None:
         p, q = self.recipe.prune, self.recipe.quantize
         for table, where in ((p.keep, "prune.keep"), (p.rho_layers, "prune.rho_layers"),
@@ -68,18 +118,33 @@ class Compressor:
         return {n: 1.0 for n in self.weights}
 
     def _stage(self, epochs: int, optimizer, desc: str, hooks: StageHooks | None = None) -> None:
-        train_stage(self.model, self.train, epochs, optimizer, self.recipe.batch_size, self.generator, hooks, desc)
+        train_stage(self.model, self.train, epochs, optimizer, self.recipe.batch_size, self.generator, hooks, desc,
+                    distill=self.recipe.distill, teacher_logits=self.teacher)
 
-    def _evaluate(self) -> float:
-        return evaluate(self.model, self.test)
+    def _evaluate(self, label: str) -> float:
+        """Test accuracy of a finished stage, kept as ``accuracy[label]`` (reported, never used to
+        tune); the holdout accuracy, which tuning reads, goes to the history."""
+        if self.recipe.holdout:
+            self.history.append({"stage": label, "holdout_accuracy": evaluate(self.model, self.val)})
+        self.accuracy[label] = acc = evaluate(self.model, self.test)
+        return acc
+
+    def _split_name(self) -> str:
+        return "holdout" if self.recipe.holdout else "test"
 
     # -- stages ---------------------------------------------------------------------------------
     def train_dense(self) -> float:
         d = self.recipe.dense
         self._stage(d.epochs, d.optimizer, "dense")
-        self.accuracy["dense"] = acc = self._evaluate()
+        acc = self._evaluate("dense")
         self.log(f"dense: accuracy {acc:.2%} after {d.epochs} epochs")
+        self.take_teacher()
         return acc
+
+    def take_teacher(self) -> None:
+        """Soft targets of the current (dense) model for every training image, computed once."""
+        if self.recipe.distill.alpha > 0:
+            self.teacher = predict(self.model, self.train)
 
     def _run_admm(self, admm: ADMM, stage: str, iterations: int, epochs: int, optimizer, factor: float,
                   hooks: StageHooks) -> None:
@@ -87,27 +152,70 @@ class Compressor:
         for it in range(1, iterations + 1):
             self._stage(epochs, optimizer, f"{stage} {it}/{iterations}", hooks)
             admm.update()
-            acc = self._evaluate()
+            acc = evaluate(self.model, self.val)
             residual = admm.residuals()
             rho = dict(admm.rho)
-            self.history.append({"stage": stage, "iteration": it, "accuracy": acc, "rho": rho, "residual": residual})
-            self.log(f"{stage} {it}/{iterations}: accuracy {acc:.2%}  rho {_fmt_layers(rho, '.3g')}  "
+            self.history.append({"stage": stage, "iteration": it, "accuracy": acc, "rho": rho, "residual": residual,
+                                 "split": self._split_name()})
+            self.log(f"{stage} {it}/{iterations}: {self._split_name()} accuracy {acc:.2%}  rho {_fmt_layers(rho, '.3g')}  "
                      f"|W-Z|/|W| {_fmt_layers(residual, '.4f')}")
             admm.scale_rho(factor)
 
+    def prune(self) -> float:
+        """The recipe's pruning method, up to the hard prune (retraining follows)."""
+        method = self.recipe.prune.method
+        if method == "admm":
+            return self.admm_prune()
+        if method == "gradual":
+            return self.gradual_prune()
+        return self.hard_prune("magnitude")
+
     def admm_prune(self) -> float:
+        """ADMM rounds onto rising pruning ratios; after each, W is hard-pruned to its round's
+        counts and the masks hold through the later rounds."""
         p = self.recipe.prune
         rho = {n: p.rho_layers.get(n, p.rho) for n in self.weights}
-        admm = ADMM(self.weights, lambda n, v: project_topk(v, self.k[n]), rho)
-        self._run_admm(admm, "admm-prune", p.admm_iterations, p.epochs_per_iteration, p.optimizer,
-                       p.rho_factor, StageHooks())
-        return self.hard_prune("admm")
+        for r, exponent in enumerate(p.rounds, 1):
+            k = {n: self._count(n, self.keep[n] ** exponent) for n in self.weights}
+            masks = MaskSet(self.weights, self.masks)
+            hooks = StageHooks(before_step=[masks.mask_gradients], after_step=[masks.apply])
+            admm = ADMM(self.weights, lambda n, v, k=k: self._project(n, v, k[n]), rho)
+            stage = "admm-prune" if len(p.rounds) == 1 else f"admm-prune round {r}/{len(p.rounds)}"
+            self._run_admm(admm, stage, p.admm_iterations, p.epochs_per_iteration, p.optimizer, p.rho_factor, hooks)
+            label = "admm" if r == len(p.rounds) else f"admm round {r}"
+            acc = self.hard_prune(label, k)
+        return acc
 
-    def hard_prune(self, label: str) -> float:
-        """Project W itself onto exactly k nonzeros and fix the masks from here on."""
-        self.masks = {n: topk_mask(w, self.k[n]) for n, w in self.weights.items()}
+    def gradual_prune(self) -> float:
+        """The gradual-magnitude control: the kept count falls from dense to k on a cubic schedule
+        (Zhu & Gupta 2017), the masks re-chosen by magnitude every 1/8 epoch."""
+        p = self.recipe.prune
+        steps = p.gradual_epochs * math.ceil(len(self.train.labels) / self.recipe.batch_size)
+        every = max(1, math.ceil(len(self.train.labels) / self.recipe.batch_size) // 8)
+        state = {"step": 0}
+
+        def update() -> None:
+            state["step"] += 1
+            if state["step"] % every == 0 or state["step"] == steps:
+                t = min(1.0, state["step"] / steps)
+                with torch.no_grad():
+                    for n, w in self.weights.items():
+                        kept = w.numel() - (w.numel() - self.k[n]) * (1 - (1 - t) ** 3)
+                        k = self.k[n] if t == 1.0 else self._count(n, kept / w.numel())
+                        self.masks[n] = self._mask(n, w, k)
+            MaskSet(self.weights, self.masks).apply()
+
+        hooks = StageHooks(before_step=[lambda: MaskSet(self.weights, self.masks).mask_gradients()],
+                           after_step=[update])
+        self._stage(p.gradual_epochs, p.optimizer, "gradual-prune", hooks)
+        return self.hard_prune("gradual")
+
+    def hard_prune(self, label: str, k: dict[str, int] | None = None) -> float:
+        """Project W itself onto its prune set (exactly k nonzeros) and fix the masks from here on."""
+        k = k or self.k
+        self.masks = {n: self._mask(n, w, k[n]) for n, w in self.weights.items()}
         MaskSet(self.weights, self.masks).apply()
-        self.accuracy[label] = acc = self._evaluate()
+        acc = self._evaluate(label)
         self.log(f"{label}: hard-pruned to {self.pruning_ratio():.1f}x, accuracy {acc:.2%}")
         return acc
 
@@ -117,7 +225,7 @@ class Compressor:
         masks = MaskSet(self.weights, self.masks)
         self._stage(epochs, p.retrain_optimizer, "masked-retrain", StageHooks(before_step=[masks.mask_gradients],
                                                                             after_step=[masks.apply]))
-        self.accuracy[label] = acc = self._evaluate()
+        acc = self._evaluate(label)
         self.log(f"{label}: masked retraining {epochs} epochs, accuracy {acc:.2%}")
         return acc
 
@@ -141,11 +249,12 @@ class Compressor:
             values = self._quantized_values()
             hooks = StageHooks(before_step=[free_set.mask_gradients], after_step=[lambda: free_set.restore(values)])
             self._stage(q.epochs_per_freeze, q.retrain_optimizer, f"quantize-retrain {fraction:.0%} frozen", hooks)
-            self.log(f"quantize-retrain: {fraction:.0%} of nonzeros frozen on levels, accuracy {self._evaluate():.2%}")
+            self.log(f"quantize-retrain: {fraction:.0%} of nonzeros frozen on levels, {self._split_name()} accuracy "
+                     f"{evaluate(self.model, self.val):.2%}")
         self._freeze(frozen, 1.0)
         self.levels = {n: torch.where(self.masks[n], nearest_levels(w, self.scales[n], max_level(self.bits[n])),
                                       torch.zeros((), dtype=torch.int64)) for n, w in self.weights.items()}
-        self.accuracy["quantized"] = acc = self._evaluate()
+        acc = self._evaluate("quantized")
         self.log(f"quantized: {self.average_bits():.2f} bits per nonzero, accuracy {acc:.2%}")
         return acc
 
@@ -200,6 +309,7 @@ class Compressor:
             calibration={"ranges": self.calibrate(), "batches": self.recipe.calibration_batches,
                          "batch_size": self.recipe.batch_size},
             dataset={"name": self.recipe.dataset, "mean": [MNIST_MEAN], "std": [MNIST_STD]}, seed=self.seed,
+            balance_pe=self.recipe.prune.balance_pe,
         )
 
     def log_targets(self) -> None:
@@ -216,7 +326,7 @@ class Compressor:
         """The full recipe, in order; returns the checkpoint dict."""
         self.log_targets()
         self.train_dense()
-        self.admm_prune()
+        self.prune()
         self.retrain()
         if self.recipe.quantize.enabled:
             self.quantize()

@@ -85,3 +85,97 @@ def project_levels(w: torch.Tensor, mask: torch.Tensor, bits: int) -> tuple[torc
     levels = torch.where(mask, nearest_levels(w, scale, top), torch.zeros((), dtype=torch.int64))
     projected = (levels.double() * scale).to(w.dtype)
     return projected, levels, scale
+
+
+def balanced_slot_sizes(rows: int, groups: int) -> list[int]:
+    """Rows per lockstep slot when ``rows`` are dealt to ``groups`` lanes: full slots of
+    ``groups`` rows, then one short slot for the remainder."""
+    g = max(1, min(int(groups), int(rows)))
+    return [g] * (rows // g) + ([rows % g] if rows % g else [])
+
+
+def balanced_counts(w: torch.Tensor, k: int, groups: int) -> list[int]:
+    """Nonzeros per row of each slot, the slots being rows ``s*G .. s*G+G-1`` of ``w``, that keep
+    the most energy sum(w^2) with exactly ``k`` nonzeros, every row of a slot holding the same
+    count, and a short last slot (rows % G) holding no more than any full one (so that the
+    hardware, dealing rows longest first, finds the same slots).
+
+    A slot's energy as a function of its per-row count c is the sum over its rows of their c
+    largest squares: concave in c. So for a given short-slot count c_s the full slots take c_s
+    each and then the top remaining steps of all their marginal gains together (equal cost G per
+    step); c_s itself is enumerated. Exact; raises ValueError when no split gives k.
+    """
+    rows, cols = w.shape[0], w[0].numel()
+    sizes = balanced_slot_sizes(rows, groups)
+    g = sizes[0]
+    sq = torch.sort(w.detach().reshape(rows, cols).double().pow(2), dim=1, descending=True, stable=True).values
+    full = len(sizes) if sizes[-1] == g else len(sizes) - 1
+    short = sizes[-1] if full < len(sizes) else 0
+    # gains[s, j]: energy added by raising full slot s from j to j+1 nonzeros per row.
+    gains = sq[: full * g].reshape(full, g, cols).sum(dim=1)
+    short_energy = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(sq[full * g:].sum(dim=0), 0)])
+    best = None
+    for c in range(min(cols, k // rows) + 1 if short else 1):
+        left = k - short * c - full * g * c  # beyond the floor of c per row in every full slot
+        if left < 0 or left % g or left // g > full * (cols - c):
+            continue
+        rest = gains[:, c:].reshape(-1)
+        # Descending with ties in (slot, step) order: equal gains are taken in row-prefix order.
+        order = torch.sort(rest, descending=True, stable=True).indices[: left // g]
+        energy = float(short_energy[c] + gains[:, :c].sum() + rest[order].sum())
+        if best is None or energy > best[0]:
+            per_slot = (c + torch.bincount(torch.div(order, cols - c, rounding_mode="floor"), minlength=full)).tolist()
+            best = (energy, per_slot + ([c] if short else []))
+    if best is None:
+        raise ValueError(f"{k} nonzeros cannot be split evenly over slots of {sizes} rows")
+    return best[1]
+
+
+def feasible_balanced_k(rows: int, cols: int, k: int, groups: int) -> int:
+    """The nonzero count nearest ``k`` (ties: fewer) that slots of :func:`balanced_slot_sizes`
+    can hold (see :func:`balanced_counts`)."""
+    sizes = balanced_slot_sizes(rows, groups)
+    g, short = sizes[0], (sizes[-1] if sizes[-1] != sizes[0] else 0)
+
+    def feasible(n: int) -> bool:
+        if not short:
+            return n % g == 0
+        # c per row in the short slot needs at least c per row everywhere.
+        return any((n - short * c) % g == 0 for c in range(min(cols, n // rows) + 1))
+
+    for delta in range(rows * cols + 1):
+        for cand in (k - delta, k + delta):
+            if 1 <= cand <= rows * cols and feasible(cand):
+                return cand
+    raise ValueError(f"no balanced count for {rows}x{cols}")
+
+
+def balanced_slots(w: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """The order in which rows fill the lockstep slots: by their nonzero count under the plain
+    top-k projection, largest first, ties by row index. That is how the hardware deals rows
+    (``hw.schedule.deal_rows``), and it puts rows that want similar counts in one slot, so the
+    balance constraint costs little. A balanced W keeps its own order, so the projection
+    is idempotent."""
+    counts = topk_mask(w, k).reshape(w.shape[0], -1).sum(dim=1)
+    return torch.sort(-counts, stable=True).indices
+
+
+def balanced_topk_mask(w: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """Mask of the projection onto {W : exactly k nonzeros, every row of a lockstep slot of
+    ``groups`` rows holding the same count}, the slots filled in :func:`balanced_slots` order.
+    For that assignment it is exact (:func:`balanced_counts`), and each row keeps its largest."""
+    rows = w.shape[0]
+    flat = w.detach().reshape(rows, -1).abs()
+    order = balanced_slots(w, k, groups)
+    counts = balanced_counts(flat[order], k, groups)
+    per_row = torch.empty(rows, dtype=torch.int64)
+    per_row[order] = torch.repeat_interleave(torch.tensor(counts), torch.tensor(balanced_slot_sizes(rows, groups)))
+    ranks = torch.sort(flat, dim=1, descending=True, stable=True).indices
+    rank = torch.empty_like(ranks)
+    rank.scatter_(1, ranks, torch.arange(flat.shape[1]).expand_as(ranks).contiguous())
+    return (rank < per_row[:, None]).reshape(w.shape)
+
+
+def project_balanced(w: torch.Tensor, k: int, groups: int) -> torch.Tensor:
+    """Euclidean projection onto the balanced set of :func:`balanced_topk_mask`."""
+    return torch.where(balanced_topk_mask(w, k, groups), w.detach(), torch.zeros((), dtype=w.dtype))

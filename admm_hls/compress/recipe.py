@@ -14,7 +14,7 @@ from typing import Any
 
 from ..errors import UserError
 from ..resources import resource_dir
-from .training import OptimizerSpec
+from .training import DistillSpec, OptimizerSpec
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,16 @@ class PruneStage:
     optimizer: OptimizerSpec = OptimizerSpec()
     retrain_epochs: int = 8
     retrain_optimizer: OptimizerSpec = OptimizerSpec()
+    # "admm" (ADMM-NN), or a control: "magnitude" (one-shot magnitude pruning of the dense model)
+    # or "gradual" (magnitude pruning on a cubic schedule over gradual_epochs, Zhu & Gupta 2017).
+    method: str = "admm"
+    # Progressive ADMM (Ye et al.): one ADMM round per entry, round r keeping keep**rounds[r] of
+    # each layer (so the last entry, 1.0, is the final target), hard-pruned after each round.
+    rounds: tuple[float, ...] = (1.0,)
+    gradual_epochs: int = 6
+    # Prune for lockstep lanes: every row of a slot of min(balance_pe, rows) rows holds the same
+    # count, so `build --pe balance_pe` pads no lane (0: unconstrained top-k).
+    balance_pe: int = 0
 
 
 @dataclass(frozen=True)
@@ -63,6 +73,11 @@ class Recipe:
     dataset: str = "mnist"
     batch_size: int = 128
     calibration_batches: int = 8
+    # The last `holdout` training images are kept out of training: per-iteration accuracies (and
+    # so every tuning decision) are measured on them, never on the test set.
+    holdout: int = 0
+    # Distillation from the trained dense model in every stage after it (alpha 0: off).
+    distill: DistillSpec = DistillSpec()
     dense: DenseStage = DenseStage()
     prune: PruneStage = PruneStage()
     quantize: QuantizeStage = QuantizeStage()
@@ -78,7 +93,8 @@ class Recipe:
             self,
             dense=dataclasses.replace(self.dense, epochs=ep(self.dense.epochs)),
             prune=dataclasses.replace(self.prune, epochs_per_iteration=ep(self.prune.epochs_per_iteration),
-                                      retrain_epochs=ep(self.prune.retrain_epochs)),
+                                      retrain_epochs=ep(self.prune.retrain_epochs),
+                                      gradual_epochs=ep(self.prune.gradual_epochs)),
             quantize=dataclasses.replace(self.quantize, epochs_per_iteration=ep(self.quantize.epochs_per_iteration),
                                          epochs_per_freeze=ep(self.quantize.epochs_per_freeze)),
         )

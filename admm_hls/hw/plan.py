@@ -416,7 +416,7 @@ def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: Par
 def make_plan(
     graph: LayerGraph,
     *,
-    pe: int = 1,
+    pe: int | None = None,
     pe_layers: dict[str, int] | None = None,
     onchip_kb: float = 512.0,
     part: str = DEFAULT_PART,
@@ -428,8 +428,11 @@ def make_plan(
 ) -> HardwarePlan:
     """The plan of a packed LayerGraph (see the module docstring). ``offchip``: conv / linear
     layers (node names) whose words go off-chip whatever their size; ``bar``: a tqdm bar
-    advanced once per weighted layer."""
+    advanced once per weighted layer. ``pe`` None: the PE count the checkpoint was pruned to
+    balance (``graph.meta["balance_pe"]``), else 1."""
     check_options(top, clock_ns, onchip_kb, part)
+    if pe is None:
+        pe = graph.meta.get("balance_pe") or 1
     budget = check_pe(pe, "--pe")
     unknown = set(offchip) - {n.name for n in graph.nodes_of("conv", "linear")}
     if unknown:

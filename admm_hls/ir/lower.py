@@ -75,10 +75,15 @@ def lower(
 ) -> LayerGraph:
     """Lower an admm-hls checkpoint (path or loaded dict). ``calibrate``: float input batches
     to measure activation ranges when the checkpoint has none (or to override them);
-    ``weight_format``, ``max_filler_rate``: see ``lower_model``."""
+    ``weight_format``, ``max_filler_rate``: see ``lower_model``. A checkpoint pruned to balance
+    lockstep lanes (``balance_pe``) defaults to no fillers: a filler is an entry some rows have
+    and others not, and would unbalance the lanes again."""
     from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
 
     ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    balance_pe = int(ckpt.get("balance_pe") or 0)
+    if max_filler_rate is None and balance_pe:
+        max_filler_rate = 0.0
     model = model_from_checkpoint(ckpt)
     if calibrate is not None:
         ranges = measure_ranges(model, list(torch.as_tensor(calibrate).split(256)))
@@ -89,5 +94,6 @@ def lower(
     graph = lower_model(model, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,
                         weight_bits=weight_bits, acc_bits=acc_bits, name=ckpt["arch"]["name"],
                         weight_format=weight_format, max_filler_rate=max_filler_rate)
-    graph.meta.update(arch=ckpt["arch"], accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"))
+    graph.meta.update(arch=ckpt["arch"], accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"),
+                      balance_pe=balance_pe)
     return graph
