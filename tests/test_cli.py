@@ -38,7 +38,7 @@ def test_compress_and_inspect_end_to_end(mnist_dir, tmp_path):
                    "--data-dir", str(mnist_dir), "--limit-train", "384", "--limit-test", "200", "--seed", "1",
                    "--threads", "2")
     assert proc.returncode == 0, proc.stderr
-    assert "admm-prune 2/2: accuracy" in proc.stdout and "|W-Z|/|W|" in proc.stdout
+    assert "admm-prune 2/2: test accuracy" in proc.stdout and "|W-Z|/|W|" in proc.stdout
     assert out.is_file()
     report = run_cli("inspect", str(out))
     assert report.returncode == 0, report.stderr

@@ -74,7 +74,7 @@ class Compressor:
             raise UserError(f"recipe prune.balance_pe {p.balance_pe} must be >= 0 (0: no balancing)")
         if not 0 <= r.holdout < train_images:
             raise UserError(f"recipe holdout {r.holdout} must be >= 0 and leave training images "
-                            f"({train_images} available)")
+                            f"({train_images} available): lower it in the recipe or train on more images")
         if not 0 <= r.distill.alpha <= 1 or r.distill.temperature <= 0:
             raise UserError("recipe distill needs 0 <= alpha <= 1 and temperature > 0")
 
