@@ -39,11 +39,11 @@ class Compressor:
     def __init__(self, recipe: Recipe, train: Split, test: Split, seed: int = 0, log: Log = print):
         self.recipe, self.test, self.seed, self.log = recipe, test, seed, log
         self._check_recipe(len(train.labels))
-        held = recipe.holdout
-        self.train = Split(train.images[: len(train.labels) - held], train.labels[: len(train.labels) - held])
+        cut = len(train.labels) - recipe.holdout
+        self.train = Split(train.images[:cut], train.labels[:cut])
         # Per-iteration accuracies go on the held-out slice when there is one (tuning never sees
         # the test set); stage accuracies are always on the test set.
-        self.val = Split(train.images[len(train.labels) - held:], train.labels[len(train.labels) - held:]) if held else test
+        self.val = Split(train.images[cut:], train.labels[cut:]) if recipe.holdout else test
         self.teacher: torch.Tensor | None = None
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
@@ -66,8 +66,8 @@ class Compressor:
         r, p = self.recipe, self.recipe.prune
         if p.method not in METHODS:
             raise UserError(f"recipe prune.method '{p.method}' is unknown: use one of {', '.join(METHODS)}")
-        if not p.rounds or p.rounds[-1] != 1.0 or any(not 0 < a < b for a, b in zip(p.rounds, p.rounds[1:])) \
-                or p.rounds[0] <= 0:
+        rounds = tuple(p.rounds)
+        if not rounds or rounds[-1] != 1.0 or any(a >= b for a, b in zip((0.0,) + rounds, rounds)):
             raise UserError(f"recipe prune.rounds {list(p.rounds)} must rise from above 0 to exactly 1.0 "
                             "(e.g. [0.5, 1.0])")
         if p.balance_pe < 0:
@@ -192,7 +192,7 @@ class Compressor:
         p = self.recipe.prune
         steps = p.gradual_epochs * math.ceil(len(self.train.labels) / self.recipe.batch_size)
         every = max(1, math.ceil(len(self.train.labels) / self.recipe.batch_size) // 8)
-        state = {"step": 0}
+        state = {"step": 0, "masks": MaskSet(self.weights, self.masks)}
 
         def update() -> None:
             state["step"] += 1
@@ -203,10 +203,10 @@ class Compressor:
                         kept = w.numel() - (w.numel() - self.k[n]) * (1 - (1 - t) ** 3)
                         k = self.k[n] if t == 1.0 else self._count(n, kept / w.numel())
                         self.masks[n] = self._mask(n, w, k)
-            MaskSet(self.weights, self.masks).apply()
+                state["masks"] = MaskSet(self.weights, self.masks)
+            state["masks"].apply()
 
-        hooks = StageHooks(before_step=[lambda: MaskSet(self.weights, self.masks).mask_gradients()],
-                           after_step=[update])
+        hooks = StageHooks(before_step=[lambda: state["masks"].mask_gradients()], after_step=[update])
         self._stage(p.gradual_epochs, p.optimizer, "gradual-prune", hooks)
         return self.hard_prune("gradual")
 

@@ -94,6 +94,23 @@ def balanced_slot_sizes(rows: int, groups: int) -> list[int]:
     return [g] * (rows // g) + ([rows % g] if rows % g else [])
 
 
+def _slot_shape(rows: int, groups: int) -> tuple[int, int, int]:
+    """(G, full slots, rows of the short last slot or 0) of :func:`balanced_slot_sizes`."""
+    sizes = balanced_slot_sizes(rows, groups)
+    short = sizes[-1] if sizes[-1] != sizes[0] else 0
+    return sizes[0], len(sizes) - (1 if short else 0), short
+
+
+def _full_steps(k: int, c: int, rows: int, cols: int, groups: int) -> int | None:
+    """Per-row steps the full slots share beyond a floor of ``c`` per row when the short slot
+    holds ``c`` per row, or None when ``k`` cannot be split that way."""
+    g, full, short = _slot_shape(rows, groups)
+    left = k - short * c - full * g * c
+    if c > cols or left < 0 or left % g or left // g > full * (cols - c):
+        return None
+    return left // g
+
+
 def balanced_counts(w: torch.Tensor, k: int, groups: int) -> list[int]:
     """Nonzeros per row of each slot, the slots being rows ``s*G .. s*G+G-1`` of ``w``, that keep
     the most energy sum(w^2) with exactly ``k`` nonzeros, every row of a slot holding the same
@@ -106,42 +123,38 @@ def balanced_counts(w: torch.Tensor, k: int, groups: int) -> list[int]:
     step); c_s itself is enumerated. Exact; raises ValueError when no split gives k.
     """
     rows, cols = w.shape[0], w[0].numel()
-    sizes = balanced_slot_sizes(rows, groups)
-    g = sizes[0]
+    g, full, short = _slot_shape(rows, groups)
     sq = torch.sort(w.detach().reshape(rows, cols).double().pow(2), dim=1, descending=True, stable=True).values
-    full = len(sizes) if sizes[-1] == g else len(sizes) - 1
-    short = sizes[-1] if full < len(sizes) else 0
     # gains[s, j]: energy added by raising full slot s from j to j+1 nonzeros per row.
     gains = sq[: full * g].reshape(full, g, cols).sum(dim=1)
     short_energy = torch.cat([torch.zeros(1, dtype=torch.float64), torch.cumsum(sq[full * g:].sum(dim=0), 0)])
     best = None
     for c in range(min(cols, k // rows) + 1 if short else 1):
-        left = k - short * c - full * g * c  # beyond the floor of c per row in every full slot
-        if left < 0 or left % g or left // g > full * (cols - c):
+        steps = _full_steps(k, c, rows, cols, groups)
+        if steps is None:
             continue
         rest = gains[:, c:].reshape(-1)
         # Descending with ties in (slot, step) order: equal gains are taken in row-prefix order.
-        order = torch.sort(rest, descending=True, stable=True).indices[: left // g]
+        order = torch.sort(rest, descending=True, stable=True).indices[:steps]
         energy = float(short_energy[c] + gains[:, :c].sum() + rest[order].sum())
         if best is None or energy > best[0]:
             per_slot = (c + torch.bincount(torch.div(order, cols - c, rounding_mode="floor"), minlength=full)).tolist()
             best = (energy, per_slot + ([c] if short else []))
     if best is None:
-        raise ValueError(f"{k} nonzeros cannot be split evenly over slots of {sizes} rows")
+        raise ValueError(f"{k} nonzeros cannot be split evenly over slots of "
+                         f"{balanced_slot_sizes(rows, groups)} rows")
     return best[1]
 
 
 def feasible_balanced_k(rows: int, cols: int, k: int, groups: int) -> int:
     """The nonzero count nearest ``k`` (ties: fewer) that slots of :func:`balanced_slot_sizes`
     can hold (see :func:`balanced_counts`)."""
-    sizes = balanced_slot_sizes(rows, groups)
-    g, short = sizes[0], (sizes[-1] if sizes[-1] != sizes[0] else 0)
+    short = _slot_shape(rows, groups)[2]
 
     def feasible(n: int) -> bool:
-        if not short:
-            return n % g == 0
-        # c per row in the short slot needs at least c per row everywhere.
-        return any((n - short * c) % g == 0 for c in range(min(cols, n // rows) + 1))
+        # c per row in the short slot needs at least c per row everywhere (none without one).
+        return any(_full_steps(n, c, rows, cols, groups) is not None
+                   for c in range(min(cols, n // rows) + 1 if short else 1))
 
     for delta in range(rows * cols + 1):
         for cand in (k - delta, k + delta):

@@ -77,7 +77,6 @@ class Layout:
         return self.group_of[ch], self.band_of[y], self.channel_base[ch] + self.row_offset[y] + x
 
 
-
 def shape3(shape) -> tuple[int, int, int]:
     """A tensor's shape as (C, H, W): a vector of N values is (N, 1, 1)."""
     shape = tuple(int(s) for s in shape)
