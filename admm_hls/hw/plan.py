@@ -34,7 +34,7 @@ from .layout import Layout, range_layout, shape3, weighted_layout
 from .memory import PartMemory, Storage, part_memory, storage
 from .names import ALIASES, layer_names, tensor_of
 from .schedule import Schedule, best_schedule, range_split
-from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream
+from .streams import WORD_BITS, WeightStream, lockstep_ends, lockstep_fields, pack_lockstep, weight_stream
 
 __all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN", "STREAM_DEPTH",
            "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
@@ -65,6 +65,7 @@ class LayerHW:
     blob_offset: int = 0
     beat_bits: int = 0  # blob: m_axi data width
     beats: int = 0  # blob: beats read per inference
+    row_end: np.ndarray | None = None  # row-end check: (groups, slots) column each lane's slot stream ends at
 
     @property
     def steps(self) -> int:
@@ -85,9 +86,20 @@ class LayerHW:
         return WORD_BITS * self.schedule.groups
 
     @property
+    def end_bits(self) -> int:
+        """Bits of a row-end field (0: no row-end check)."""
+        return ubits(int(self.row_end.max())) if self.row_end is not None else 0
+
+    @property
     def slot_bits(self) -> int:
-        """Width of the schedule stream: the slot's entry count and the bias of each group's row."""
-        return self.count_bits + self.schedule.groups * self.stream.acc_bits
+        """Width of the schedule stream: the slot's entry count, the bias of each group's row and,
+        with the row-end check, the column each group's stream ends at."""
+        return self.count_bits + self.schedule.groups * (self.stream.acc_bits + self.end_bits)
+
+    @property
+    def row_check_bits(self) -> int:
+        """Bits the row-end check adds: one end field per (group, slot)."""
+        return int(self.row_end.size) * self.end_bits if self.row_end is not None else 0
 
     @property
     def slot_words(self) -> int:
@@ -307,17 +319,21 @@ def resolve_pe_layers(graph: LayerGraph, pe_layers: dict[str, int] | None) -> di
 
 
 # -- per-op planners ----------------------------------------------------------------------------------
-def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
+              row_check: bool = False) -> LayerHW:
     stream = weight_stream(node, act_bits)
     _, ho, wo = shape3(node.shape) if node.op == "conv" else (0, 1, 1)
     schedule = best_schedule(stream.entries, ho, wo, budget)
     kernel = tuple(int(k) for k in node.params["weight"].shape[2:]) if node.op == "conv" else (1, 1)
+    fields = lockstep_fields(stream, schedule)
+    ends = lockstep_ends(fields, schedule, stream.value_bits) if row_check else None
     return LayerHW(node.name, ident, node.op, "weighted", schedule.lanes, schedule.iterations,
                    weighted_layout(node.shape, schedule), schedule=schedule, stream=stream,
-                   words=lockstep_words(stream, schedule), kernel=kernel)
+                   words=pack_lockstep(fields, stream.width), kernel=kernel, row_end=ends)
 
 
-def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
+            row_check: bool = False) -> LayerHW:
     c, ho, wo = shape3(node.shape)
     kh, kw = node.params["kernel"]
     ranges = range_split(c, budget)
@@ -326,7 +342,8 @@ def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
                    range_layout(node.shape, ranges), ranges=ranges)
 
 
-def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
+                 row_check: bool = False) -> LayerHW:
     c, h, w = shape3(node.shape)
     ranges = range_split(c, budget)
     span = max(hi - lo for lo, hi in ranges)
@@ -334,7 +351,8 @@ def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, iden
                    range_layout(node.shape, ranges), ranges=ranges)
 
 
-def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
+            row_check: bool = False) -> LayerHW:
     spans, lo = [], 0
     for src in graph.inputs(node.name):
         c = shape3(graph[src].shape)[0]
@@ -345,13 +363,15 @@ def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
                    ranges=tuple(spans))
 
 
-def _input(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+def _input(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
+           row_check: bool = False) -> LayerHW:
     c = shape3(node.shape)[0]
     return LayerHW(node.name, ident, "input", "input", 1, int(np.prod(node.shape)),
                    range_layout(node.shape, ((0, c),)))
 
 
-def _output(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str) -> LayerHW:
+def _output(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
+            row_check: bool = False) -> LayerHW:
     return LayerHW(node.name, ident, "output", "output", 1, int(np.prod(node.shape)), None)
 
 
@@ -402,6 +422,7 @@ def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: Par
             add(f"{l.ident} weight ROM", s.groups, l.steps, WORD_BITS, rom=True)
         add(f"{l.ident} schedule ROM", 1, s.slots, l.count_bits, rom=True)
         add(f"{l.ident} bias ROM", s.groups, s.slots, st.acc_bits, rom=True)
+        add(f"{l.ident} row-end ROM", s.groups, s.slots, l.end_bits, rom=True)
         lay_in = next(c.layout for c in channels if c.consumer == l.name)
         add(f"{l.ident} column tables", s.groups, st.cols, column_table_bits(l, lay_in), rom=True)
         add(f"{l.ident} stream FIFOs", 1, STREAM_DEPTH, l.step_bits + l.slot_bits, rom=False)
@@ -424,12 +445,15 @@ def make_plan(
     top: str = "admm_top",
     check_memory: bool = True,
     offchip: tuple[str, ...] = (),
+    row_check: bool = False,
     bar=None,
 ) -> HardwarePlan:
     """The plan of a packed LayerGraph (see the module docstring). ``offchip``: conv / linear
     layers (node names) whose words go off-chip whatever their size; ``bar``: a tqdm bar
     advanced once per weighted layer. ``pe`` None: the PE count the checkpoint was pruned to
-    balance (``graph.meta["balance_pe"]``), else 1."""
+    balance (``graph.meta["balance_pe"]``), else 1. ``row_check``: every lane's stream ends are
+    stored and checked, a row whose decoded stream does not end where it should is zeroed (its
+    output is its bias alone): a flipped index or count then costs one row, not garbage."""
     check_options(top, clock_ns, onchip_kb, part)
     if pe is None:
         pe = graph.meta.get("balance_pe") or 1
@@ -454,7 +478,7 @@ def make_plan(
             raise ValueError(f"{node.where()} has no shape: run infer_shapes first")
         if bar is not None:
             bar.set_postfix_str(f"plan {node.name}")
-        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name])
+        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name], row_check)
         if layer.kind == "weighted":
             layer, offset = _place(layer, limit, offset, node.name in offchip)
         layers[node.name] = layer

@@ -24,7 +24,7 @@ from .schedule import Schedule
 
 WORD_BITS = 32
 
-__all__ = ["WORD_BITS", "WeightStream", "weight_stream", "lockstep_fields", "lockstep_words"]
+__all__ = ["WORD_BITS", "WeightStream", "weight_stream", "lockstep_fields", "lockstep_words", "pack_lockstep", "lockstep_ends"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -62,6 +62,16 @@ class WeightStream:
     @property
     def per_word(self) -> int:
         return WORD_BITS // self.width
+
+    @property
+    def codebook(self) -> np.ndarray:
+        """The codebook the hardware holds: one level per code 1 .. 2^value_bits - 1, zero past the
+        stored levels, so a code that a bit flip pushes past them weighs nothing (the same in
+        every backend) instead of reading past the table."""
+        out = np.zeros((1 << self.value_bits) - 1, dtype=np.int64)
+        n = min(out.size, self.levels.size)  # levels past the last code are never read
+        out[:n] = self.levels[:n]
+        return out
 
 
 def weight_stream(node: Node, act_bits: int) -> WeightStream:
@@ -127,7 +137,22 @@ def lockstep_words(stream: WeightStream, schedule: Schedule) -> np.ndarray:
     """(groups, steps) uint32: each group's lockstep fields packed LSB first into 32-bit words
     (``sparse.bitpack``: no field straddles a word). Word t of every group is read in the same
     cycle: one step."""
-    fields = lockstep_fields(stream, schedule)
-    words = [np.asarray(pack(f, stream.width, WORD_BITS), dtype=np.uint32) for f in fields]
+    return pack_lockstep(lockstep_fields(stream, schedule), stream.width)
+
+
+def pack_lockstep(fields: np.ndarray, width: int) -> np.ndarray:
+    """(groups, steps) uint32 words of (groups, entries) lockstep fields of ``width`` bits."""
+    words = [np.asarray(pack(f, width, WORD_BITS), dtype=np.uint32) for f in fields]
     steps = max((w.size for w in words), default=0)
     return np.stack(words) if words else np.zeros((0, steps), np.uint32)
+
+
+def lockstep_ends(fields: np.ndarray, schedule: Schedule, value_bits: int) -> np.ndarray:
+    """(groups, slots) int64: the column each lane's stream ends at in each slot, sum(gap + 1)
+    over the slot's entries (padding entries advance one column each): what the row-end check
+    compares the decoder's position with. ``fields``: from ``lockstep_fields`` (a dense layer's
+    fields have no gap: every entry advances one column)."""
+    steps = (np.asarray(fields, dtype=np.int64) >> value_bits) + 1
+    total = np.concatenate([np.zeros((steps.shape[0], 1), np.int64), np.cumsum(steps, axis=1)], axis=1)
+    start = schedule.slot_start
+    return total[:, start + schedule.slot_count] - total[:, start]
