@@ -90,7 +90,7 @@ def _cmd_inspect(args: argparse.Namespace) -> None:
     from .inspect import format_inspection, inspect_graph
 
     ckpt = load_checkpoint(args.checkpoint or _shipped_lenet5())
-    report = inspect_graph(ckpt, _lower(args, ckpt))
+    report = inspect_graph(ckpt, _lower(args, ckpt), ecc=args.ecc)
     print(json.dumps(report, indent=2) if args.json else format_inspection(report))
 
 
@@ -132,7 +132,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
     vectors, source = _build_vectors(graph, args)
     project = build(graph, args.out, pe=args.pe, pe_layers=pe_layers, onchip_kb=args.onchip_kb, part=args.part,
                     clock_ns=args.clock, top=args.top, force=args.force, vectors=vectors, n_vectors=args.vectors,
-                    vectors_source=source, check_memory=not args.ignore_memory)
+                    vectors_source=source, check_memory=not args.ignore_memory, ecc=args.ecc)
     print(format_summary(project.manifest))
     print(f"wrote {project.path}")
 
@@ -210,6 +210,58 @@ def _cmd_synth(args: argparse.Namespace) -> None:
         print(format_table(result), end="")
 
 
+def _cmd_faults(args: argparse.Namespace) -> None:
+    import time
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from .datasets import load_dataset
+    from .faults.study import fault_study, plot_study
+    from .jsonio import dump_json, replace_file
+    from .reference import quantize_images
+
+    bad = [b for b in args.ber if not 0 <= b <= 1]
+    if bad:
+        raise UserError(f"--ber {bad[0]:g} is not a bit-error rate: give rates in [0, 1], e.g. --ber 1e-6 1e-4")
+    if args.trials < 1:
+        raise UserError(f"--trials must be >= 1, got {args.trials}")
+    if args.limit is not None and args.limit < 1:
+        raise UserError(f"--limit must be >= 1, got {args.limit}")
+    for option, path in (("--json", args.json), ("--plot", args.plot)):
+        if path and not Path(path).resolve().parent.is_dir():
+            raise UserError(f"{option} {path}: its folder does not exist; create it or write elsewhere")
+    graph = _lower(args)
+    test = load_dataset(args.dataset, args.data_dir, "test").head(args.limit)
+    x = quantize_images(graph, test.images.numpy())
+    if x.shape[1:] != tuple(graph.input_node().shape):
+        raise UserError(f"{args.dataset} images are {tuple(x.shape[1:])}, the model takes "
+                        f"{tuple(graph.input_node().shape)}: pass the dataset the model was trained on")
+    targets = list(dict.fromkeys(args.target))
+    points = len(targets) * len(args.ber) * args.trials * (2 if args.ecc else 1)
+    start = time.perf_counter()
+    with tqdm(total=points, desc="admm-hls faults", unit="trial", disable=None, leave=False) as bar:
+        study = fault_study(graph, x, test.labels.numpy(), bers=args.ber, targets=targets, trials=args.trials,
+                            seed=args.seed, pe=args.pe, ecc=args.ecc, bar=bar)
+    seconds = time.perf_counter() - start
+    print(f"baseline accuracy {study['baseline_accuracy']:.2%} on {study['images']} images, {study['pe']} PEs")
+    print(f"{'target':<13} {'BER':>8} {'ECC':>4}  {'mean':>7} {'min':>7} {'max':>7}")
+    for r in study["results"]:
+        print(f"{r['target']:<13} {r['ber']:>8.0e} {('yes' if r.get('ecc') else 'no'):>4}  "
+              f"{r['accuracy_mean']:>7.2%} {r['accuracy_min']:>7.2%} {r['accuracy_max']:>7.2%}")
+    if args.ecc:
+        e = study["ecc"]
+        print(f"ECC: {e['check_bits']:,} check bits; weight words {e['weight_word_bits']:,} -> "
+              f"{e['weight_word_bits_ecc']:,} bits (+{e['overhead']:.1%})")
+    print(f"{points} trials in {seconds:.1f} s ({seconds / points:.2f} s per trial of {study['images']} images)")
+    if args.json:
+        replace_file(args.json, dump_json(study))
+        print(f"wrote {args.json}")
+    if args.plot:
+        plot_study(study, args.plot)
+        print(f"wrote {args.plot}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="admm-hls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("inspect", help="per-layer report of a compressed checkpoint")
     p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument("--ecc", action="store_true",
+                   help="also count the bits of the single-error-correcting entry code (build --ecc)")
     _add_lowering_options(p)
     p.set_defaults(func=_cmd_inspect)
 
@@ -253,6 +307,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 512; 0: every conv/fc layer off-chip)")
     p.add_argument("--ignore-memory", action="store_true",
                    help="build even when the design needs more on-chip memory than the part has")
+    p.add_argument("--ecc", action="store_true",
+                   help="protect every weight-stream entry with a single-error-correcting Hamming code that the "
+                        "lanes decode: a flipped index bit would otherwise shift the rest of its row (see "
+                        "'admm-hls faults'); costs check bits per entry ('inspect --ecc' counts them)")
     p.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part (default {DEFAULT_PART})")
     p.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
     p.add_argument("--top", default="admm_top", help="top function name (default admm_top)")
@@ -261,6 +319,32 @@ def build_parser() -> argparse.ArgumentParser:
                         f"folder is given, else deterministic random inputs (default {DEFAULT_VECTORS})")
     _add_lowering_options(p)
     p.set_defaults(func=_cmd_build)
+
+    from .faults.memories import TARGETS
+    from .faults.study import DEFAULT_BERS
+
+    p = sub.add_parser("faults", help="bit-flip fault study: accuracy of the exact hardware reference on the test set "
+                                      "with flips in the memories the hardware reads")
+    p.add_argument("checkpoint", nargs="?", help="checkpoint (default: the shipped compressed LeNet-5)")
+    p.add_argument("--dataset", default="mnist", help="labelled test set (default mnist, from --data-dir)")
+    p.add_argument("--ber", type=float, nargs="+", default=list(DEFAULT_BERS), metavar="RATE",
+                   help="bit-error rates, each bit flipping independently (default: 1e-7 .. 1e-3; 0 reproduces "
+                        "the fault-free accuracy)")
+    p.add_argument("--target", nargs="+", choices=TARGETS, default=list(TARGETS),
+                   help="memories to flip: the weight streams' code bits (values) or gap bits (indices), the row "
+                        "tables' entry counts (row-pointers), the codebooks, the feature-map buffers (activations); "
+                        "default: all")
+    p.add_argument("--trials", type=int, default=5, help="seeded trials per target and rate (default 5)")
+    p.add_argument("--limit", type=int, help="use only the first N test images")
+    p.add_argument("--seed", type=int, default=0, help="seed of every trial's flips (default 0)")
+    p.add_argument("--pe", type=int, default=None,
+                   help="the hardware plan's lanes, whose streams and row tables are flipped (default as build)")
+    p.add_argument("--ecc", action="store_true",
+                   help="also run every point with the single-error-correcting entry code (build --ecc)")
+    p.add_argument("--json", help="write the results as JSON")
+    p.add_argument("--plot", help="write accuracy vs bit-error rate as a PNG")
+    _add_lowering_options(p)
+    p.set_defaults(func=_cmd_faults)
 
     p = sub.add_parser("csim", help="C simulation (g++) of a built HLS project against its reference vectors")
     p.add_argument("dir", help="project folder written by 'admm-hls build'")

@@ -360,6 +360,7 @@ def build(
     n_vectors: int = DEFAULT_VECTORS,
     vectors_source: str | None = None,
     progress: bool = True,
+    memories: dict[str, Any] | None = None,
     **plan_options: Any,
 ) -> Project:
     """Write the project (Vitis HLS C++ and RTL of one hardware plan) of a packed LayerGraph into
@@ -374,6 +375,9 @@ def build(
     (float or int, (N, *input shape)); default ``n_vectors`` pseudo-random integers (seed fixed).
     ``vectors_source`` labels them in the manifest. An existing non-empty ``out_dir`` is refused
     unless ``force`` (then it is replaced atomically, only once the new project is complete).
+    ``memories``: weight memories to render instead of the plan's own (``faults.memories``: bit
+    flips in them), with test vectors from the fault model's reference of what the hardware then
+    computes: both backends must still match it bit for bit.
     """
     from ..backends.hls import flow, render, structure
 
@@ -398,6 +402,12 @@ def build(
         os.umask(umask)
         os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes 0700; the project is an ordinary folder
         plan = make_plan(graph, bar=bar, **plan_options)
+        evaluate = None
+        if memories is not None:
+            from ..faults import faulted_evaluator, faulted_plan
+
+            plan = faulted_plan(plan, memories)
+            evaluate = faulted_evaluator(memories)
         step("render HLS")
         files: dict[str, bytes] = {}
         _add(files, render.render_project_sources(graph, plan), "hls.render")
@@ -406,7 +416,7 @@ def build(
         rtl_files, rtl_status = _rtl(graph, plan)
         _add(files, rtl_files, "rtl.render")
         step("reference test vectors")
-        _add(files, test_vectors(graph, x_int), "test_vectors")
+        _add(files, test_vectors(graph, x_int, evaluate), "test_vectors")
         step("manifest")
         from .. import __version__
 

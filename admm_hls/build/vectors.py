@@ -55,10 +55,12 @@ def _to_bytes(values: np.ndarray, act_bits: int) -> bytes:
     return np.ascontiguousarray(values, dtype=np.int64).astype(dtype).tobytes()
 
 
-def test_vectors(graph: LayerGraph, x_int: np.ndarray) -> dict[str, bytes]:
+def test_vectors(graph: LayerGraph, x_int: np.ndarray, evaluate=None) -> dict[str, bytes]:
     """Testbench data from the reference: ``tb/data/input.bin`` (N images), ``expected.bin``
     (N outputs), ``meta.txt`` (N, sizes, element bytes) and, for the FIRST vector, every
-    layer's output in ``tb/data/layers/<node>.bin`` (locates the first failing layer)."""
+    layer's output in ``tb/data/layers/<node>.bin`` (locates the first failing layer).
+    ``evaluate``: the reference's per-node function (``reference.run``), e.g. the fault model's."""
+    from ..reference import evaluate as exact
     from ..reference import run
 
     act_bits = graph.act_bits()
@@ -71,7 +73,7 @@ def test_vectors(graph: LayerGraph, x_int: np.ndarray) -> dict[str, bytes]:
     lo, hi = qrange(act_bits)
     if x.size and (int(x.min()) < lo or int(x.max()) > hi):
         raise ValueError(f"test vector values must lie in [{lo}, {hi}]")
-    outs = run(graph, x.astype(np.int64), all_outputs=True)
+    outs = run(graph, x.astype(np.int64), all_outputs=True, evaluate=evaluate or exact)
     out_node = graph.output_node()
     n = x.shape[0]
     expected = outs[out_node.name].reshape(n, -1)

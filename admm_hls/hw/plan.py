@@ -34,7 +34,7 @@ from .layout import Layout, range_layout, shape3, weighted_layout
 from .memory import PartMemory, Storage, part_memory, storage
 from .names import ALIASES, layer_names, tensor_of
 from .schedule import Schedule, best_schedule, range_split
-from .streams import WORD_BITS, WeightStream, lockstep_ends, lockstep_fields, pack_lockstep, weight_stream
+from .streams import WORD_BITS, WeightStream, lockstep_ends, lockstep_fields, pack_lockstep, weight_stream, with_ecc
 
 __all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN", "STREAM_DEPTH",
            "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
@@ -320,8 +320,10 @@ def resolve_pe_layers(graph: LayerGraph, pe_layers: dict[str, int] | None) -> di
 
 # -- per-op planners ----------------------------------------------------------------------------------
 def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-              row_check: bool = False) -> LayerHW:
+              row_check: bool = False, ecc: bool = False) -> LayerHW:
     stream = weight_stream(node, act_bits)
+    if ecc:
+        stream = with_ecc(stream, node.where())
     _, ho, wo = shape3(node.shape) if node.op == "conv" else (0, 1, 1)
     schedule = best_schedule(stream.entries, ho, wo, budget)
     kernel = tuple(int(k) for k in node.params["weight"].shape[2:]) if node.op == "conv" else (1, 1)
@@ -333,7 +335,7 @@ def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: 
 
 
 def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-            row_check: bool = False) -> LayerHW:
+            row_check: bool = False, ecc: bool = False) -> LayerHW:
     c, ho, wo = shape3(node.shape)
     kh, kw = node.params["kernel"]
     ranges = range_split(c, budget)
@@ -343,7 +345,7 @@ def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
 
 
 def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-                 row_check: bool = False) -> LayerHW:
+                 row_check: bool = False, ecc: bool = False) -> LayerHW:
     c, h, w = shape3(node.shape)
     ranges = range_split(c, budget)
     span = max(hi - lo for lo, hi in ranges)
@@ -352,7 +354,7 @@ def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, iden
 
 
 def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-            row_check: bool = False) -> LayerHW:
+            row_check: bool = False, ecc: bool = False) -> LayerHW:
     spans, lo = [], 0
     for src in graph.inputs(node.name):
         c = shape3(graph[src].shape)[0]
@@ -364,14 +366,14 @@ def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
 
 
 def _input(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-           row_check: bool = False) -> LayerHW:
+           row_check: bool = False, ecc: bool = False) -> LayerHW:
     c = shape3(node.shape)[0]
     return LayerHW(node.name, ident, "input", "input", 1, int(np.prod(node.shape)),
                    range_layout(node.shape, ((0, c),)))
 
 
 def _output(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-            row_check: bool = False) -> LayerHW:
+            row_check: bool = False, ecc: bool = False) -> LayerHW:
     return LayerHW(node.name, ident, "output", "output", 1, int(np.prod(node.shape)), None)
 
 
@@ -446,6 +448,7 @@ def make_plan(
     check_memory: bool = True,
     offchip: tuple[str, ...] = (),
     row_check: bool = False,
+    ecc: bool = False,
     bar=None,
 ) -> HardwarePlan:
     """The plan of a packed LayerGraph (see the module docstring). ``offchip``: conv / linear
@@ -453,7 +456,8 @@ def make_plan(
     advanced once per weighted layer. ``pe`` None: the PE count the checkpoint was pruned to
     balance (``graph.meta["balance_pe"]``), else 1. ``row_check``: every lane's stream ends are
     stored and checked, a row whose decoded stream does not end where it should is zeroed (its
-    output is its bias alone): a flipped index or count then costs one row, not garbage."""
+    output is its bias alone). ``ecc``: every weight-stream entry carries a single-error-correcting
+    Hamming code (``sparse.ecc``) that the lanes decode before they use it."""
     check_options(top, clock_ns, onchip_kb, part)
     if pe is None:
         pe = graph.meta.get("balance_pe") or 1
@@ -478,7 +482,7 @@ def make_plan(
             raise ValueError(f"{node.where()} has no shape: run infer_shapes first")
         if bar is not None:
             bar.set_postfix_str(f"plan {node.name}")
-        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name], row_check)
+        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name], row_check, ecc)
         if layer.kind == "weighted":
             layer, offset = _place(layer, limit, offset, node.name in offchip)
         layers[node.name] = layer

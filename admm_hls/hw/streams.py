@@ -11,20 +11,23 @@ set of counters, and one wide word (a word of every group) per cycle feeds them 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 
 import numpy as np
 
 from ..arith import bits_for
+from ..errors import UserError
 from ..ir.graph import Node
 from ..layers.weights import accumulator_bound
 from ..sparse import pack, unpack
+from ..sparse.ecc import check_bits, ecc_encode
 from .schedule import Schedule
 
 WORD_BITS = 32
 
-__all__ = ["WORD_BITS", "WeightStream", "weight_stream", "lockstep_fields", "lockstep_words", "pack_lockstep", "lockstep_ends"]
+__all__ = ["WORD_BITS", "WeightStream", "weight_stream", "lockstep_fields", "lockstep_words", "pack_lockstep", "lockstep_ends",
+           "with_ecc"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -43,6 +46,12 @@ class WeightStream:
     bias: np.ndarray  # int64 per row (accumulator units)
     acc_bound: int  # the largest |accumulator| of any row, from these entries
     acc_bits: int  # signed accumulator width the hardware uses (>= bits_for(acc_bound))
+    ecc_bits: int = 0  # Hamming check bits above each entry's data (``sparse.ecc``; 0: none)
+
+    @property
+    def data_bits(self) -> int:
+        """Bits of an entry's data, code | gap << value_bits (the width without check bits)."""
+        return self.width - self.ecc_bits
 
     @property
     def entries(self) -> np.ndarray:
@@ -110,6 +119,16 @@ def weight_stream(node: Node, act_bits: int) -> WeightStream:
         raise ValueError(f"{node.where()}: the accumulator needs {acc_bits} bits, more than 32")
     return WeightStream(packed.format, fields, ptr, width, vb, ib, int(layer.rows), int(layer.cols), levels, bias,
                         bound, acc_bits)
+
+
+def with_ecc(stream: WeightStream, where: str) -> WeightStream:
+    """``stream`` with a single-error-correcting check code on every entry (``sparse.ecc``)."""
+    k = stream.data_bits
+    p = check_bits(k)
+    if k + p > WORD_BITS:
+        raise UserError(f"{where}: an entry of {k} bits with its {p} check bits does not fit a {WORD_BITS}-bit word: "
+                        "build without --ecc, or lower with fewer weight bits or a narrower index (--max-fillers)")
+    return replace(stream, fields=ecc_encode(stream.fields, k), width=k + p, ecc_bits=p)
 
 
 def lockstep_fields(stream: WeightStream, schedule: Schedule) -> np.ndarray:
