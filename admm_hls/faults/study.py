@@ -5,6 +5,7 @@ next to the same flips with the entry code (``--ecc``) on.
 Every (target, rate, trial) draws its flips from its own generator, seeded from the study's seed
 and the point's name, so a run is reproducible point by point and the same flips hit the design
 with and without the code where they land on the same bits (the check bits come on top).
+``model_runs`` counts the trials that ran the model: the others changed no decoded weight.
 """
 
 from __future__ import annotations
@@ -42,8 +43,8 @@ def stored_bits(plan) -> dict[str, int]:
 
 
 def _point(graph: LayerGraph, plan, clean: dict[str, np.ndarray], baseline: float, x: np.ndarray,
-           labels: np.ndarray, target: str, ber: float, trial: int, seed: int) -> float:
-    """One trial's accuracy. Weight faults that leave every decoded weight as it was (none drawn
+           labels: np.ndarray, target: str, ber: float, trial: int, seed: int) -> tuple[float, bool]:
+    """One trial's accuracy, and whether the model ran. Weight faults that leave every decoded weight as it was (none drawn
     at a low rate, or all corrected) give the baseline without a run: the outputs are a function
     of the decoded weights alone."""
     rng = _rng(seed, target, ber, trial)
@@ -52,11 +53,11 @@ def _point(graph: LayerGraph, plan, clean: dict[str, np.ndarray], baseline: floa
         mems = {name: inject(m, target, ber, rng) for name, m in mems.items()}
         weights = {name: hardware_weights(m) for name, m in mems.items()}
         if all(np.array_equal(weights[n], clean[n]) for n in clean):
-            return baseline
+            return baseline, False
         evaluate = faulted_evaluator(mems, weights=weights)
     else:
         evaluate = faulted_evaluator(mems, weights=clean, act_bits=plan.act_bits, act_ber=ber, rng=rng)
-    return accuracy(run(graph, x, evaluate=evaluate), labels)
+    return accuracy(run(graph, x, evaluate=evaluate), labels), True
 
 
 def fault_study(graph: LayerGraph, x: np.ndarray, labels: np.ndarray, *, bers=DEFAULT_BERS,
@@ -74,13 +75,16 @@ def fault_study(graph: LayerGraph, x: np.ndarray, labels: np.ndarray, *, bers=DE
     clean = {coded: {name: hardware_weights(m) for name, m in memories_of(plan).items()}
              for coded, plan in plans.items()}
     results = []
+    runs = 0
     for target in targets:
         for ber in bers:
             for coded, plan in plans.items():
                 accs = []
                 for trial in range(trials):
-                    accs.append(_point(graph, plan, clean[coded], baseline, x, labels, target, float(ber), trial,
-                                       seed))
+                    acc, ran = _point(graph, plan, clean[coded], baseline, x, labels, target, float(ber), trial,
+                                      seed)
+                    accs.append(acc)
+                    runs += ran
                     if bar is not None:
                         bar.update(1)
                 row = {"target": target, "ber": float(ber), "trials": int(trials),
@@ -90,7 +94,7 @@ def fault_study(graph: LayerGraph, x: np.ndarray, labels: np.ndarray, *, bers=DE
                     row["ecc"] = coded
                 results.append(row)
     out: dict[str, Any] = {"baseline_accuracy": baseline, "images": int(len(labels)), "seed": int(seed),
-                           "pe": plans[False].pe, "stored_bits": stored_bits(plans[False])}
+                           "pe": plans[False].pe, "stored_bits": stored_bits(plans[False]), "model_runs": runs}
     if ecc:
         out["ecc"] = _ecc_cost(plans[False], plans[True])
     out["results"] = results
