@@ -1,5 +1,5 @@
 """pytest fixtures of the hardware tests: each RTL test runs on both simulators. A missing
-simulator or cocotb skips the test with the install hint, except when CI is set: CI installs
+simulator or cocotb skips the test with the install hint, except in CI (tests/ci.py): CI installs
 them all, so there it fails."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import importlib.util
 
 import pytest
 
-from rtl_designs import missing
+from ci import missing
 
 from admm_hls.sim.rtlsim import COCOTB_HINT, SIMULATORS, find_simulator
 

@@ -4,11 +4,9 @@ the layout of an HLS project), small pruned models, result checks."""
 from __future__ import annotations
 
 import dataclasses
-import os
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 from torch import nn
 
@@ -20,13 +18,6 @@ from admm_hls.calibration import measure_ranges
 from admm_hls.ir.lower import lower_model
 from admm_hls.sim.rtlsim import run_rtlsim
 from admm_hls.sparse import decode_dense, decode_relative, encode_dense, encode_relative
-
-
-def missing(reason: str) -> None:
-    """Skip on a user's machine, fail in CI (CI installs every tool)."""
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI must have it)")
-    pytest.skip(reason)
 
 
 def prune(model: nn.Module, keep: float, seed: int = 0) -> nn.Module:

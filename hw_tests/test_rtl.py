@@ -17,7 +17,8 @@ import pytest
 import torch
 from torch import nn
 
-from rtl_designs import check, lower, missing, prune, random_inputs, reference, repack, run_rtlsim, write_design
+from ci import missing
+from rtl_designs import check, lower, prune, random_inputs, reference, repack, run_rtlsim, write_design
 
 from admm_hls.datasets import DATA_ENV
 

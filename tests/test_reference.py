@@ -612,28 +612,37 @@ def test_accumulator_bound_recomputed_from_packed_weights():
 
 
 def test_wide_accumulator_requantizes_without_int64_overflow():
-    """Either lowering refuses accumulators wider than int64 requantization can carry, or the
-    reference computes them right. Here acc = bias_q ~ 1.5 * 2^33 (35 bits, accepted at acc_bits=40)
-    and acc * m0 ~ 1.5 * 2^63 wraps in int64 to a negative number: the reference outputs -128
-    where the contract says 127."""
-    model = nn.Sequential(nn.Linear(4, 1))
-    x = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])
+    """Requantization multiplies in int64: a 35-bit accumulator (acc = bias_q ~ 1.5 * 2^33) times
+    m0 = 2^30 is ~1.5 * 2^63 and would wrap to a negative number (-128 where the contract says
+    127). Lowering refuses accumulators wider than 32 bits, where |acc * m0| < 2^62 cannot wrap;
+    at 32 bits the reference agrees with unbounded Python integers."""
     acc_scale = (1 / 127) * (1 / 127)
-    with torch.no_grad():
-        model[0].weight.fill_(1.0)
-        model[0].bias.fill_(1.5 * 2.0**33 * acc_scale)
-    ranges = measure_ranges(model, [x])
-    ranges["_0"] = [-254 * acc_scale, 254 * acc_scale]  # multiplier 0.5
-    try:
-        graph = lower_model(model, (4,), ranges, acc_bits=40)
-    except (UserError, ValueError):
-        return  # refusing is a correct fix too
-    q = graph["_0"].quant
-    m = q["multiplier"]
-    assert q["acc_bits"] == 35 and m.m0 == 2**30  # the multiplier is exactly 0.5
-    want = py_requant(int(q["bias"][0]), m.m0, m.shift, False)
-    assert want == ACT_HI
-    assert reference.run(graph, np.zeros((1, 4), dtype=np.int64)).tolist() == [[want]]
+    x = torch.tensor([[1.0, -1.0, 1.0, -1.0], [-1.0, 1.0, -1.0, 1.0]])
+
+    def model_and_ranges(bias_q: float):
+        model = nn.Sequential(nn.Linear(4, 1))
+        with torch.no_grad():
+            model[0].weight.fill_(1.0)
+            model[0].bias.fill_(bias_q * acc_scale)
+        ranges = measure_ranges(model, [x])
+        ranges["_0"] = [-254 * acc_scale, 254 * acc_scale]  # multiplier 0.5
+        return model, ranges
+
+    model, ranges = model_and_ranges(1.5 * 2.0**33)
+    for acc_bits in (33, 40):
+        with pytest.raises(UserError, match=rf"^accumulator width {acc_bits} is not supported: use 2\.\.32 bits$"):
+            lower_model(model, (4,), ranges, acc_bits=acc_bits)
+    xi = np.array([[0, 0, 0, 0], [127, 127, 127, 127], [-128, -128, -128, -128]], dtype=np.int64)
+    for bias_q, bound in ((1.5 * 2.0**30, ACT_HI), (-1.5 * 2.0**30, ACT_LO)):
+        model, ranges = model_and_ranges(bias_q)
+        graph = lower_model(model, (4,), ranges, acc_bits=32)
+        q = graph["_0"].quant
+        m = q["multiplier"]
+        assert q["acc_bits"] == 32 and m.m0 == 2**30  # the multiplier is exactly 0.5
+        lv = packed_levels(graph["_0"])[0]
+        want = [[py_requant(int(np.dot(row, lv)) + int(q["bias"][0]), m.m0, m.shift, False)] for row in xi]
+        assert want == [[bound]] * len(xi)
+        assert reference.run(graph, xi).tolist() == want
 
 
 # -- 5. saturation against an independent Python-int recomputation -------------------------------------
