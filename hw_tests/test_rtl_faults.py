@@ -12,7 +12,8 @@ import pytest
 import torch
 from torch import nn
 
-from rtl_designs import check, lower, missing, prune, random_inputs, repack, run_rtlsim
+from ci import missing
+from rtl_designs import check, lower, prune, random_inputs, repack, run_rtlsim
 
 from admm_hls import reference
 from admm_hls.build.project import build
