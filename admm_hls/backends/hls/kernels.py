@@ -170,6 +170,9 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
     bias.T[valid] = st.bias[s.slot_rows[valid]]
     data[f"{ident}_count.inc"] = _inc_1d(s.slot_count)
     data[f"{ident}_bias.inc"] = _inc_2d(bias)
+    row_check = layer.row_end is not None
+    if row_check:  # the column each group's stream ends at, per slot (the row-end check)
+        data[f"{ident}_end.inc"] = _inc_2d(layer.row_end)
     lay_in = ch.layout
     if conv:
         cin, h, w = lay_in.shape
@@ -204,8 +207,11 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
         "entry_bits": st.width, "code_mask": (1 << st.value_bits) - 1, "cols": st.cols,
         "count_bits": count_bits, "acc_bits": st.acc_bits, "rec_bits": layer.slot_bits, "step_bits": layer.step_bits,
         "count_t": rom_type(count_bits, False), "bias_t": rom_type(st.acc_bits, True),
-        "level_bits": level_bits, "level_t": rom_type(level_bits, True), "n_levels": max(1, st.levels.size),
-        "codebook": c_values(st.levels if st.levels.size else [0]),
+        # every code the value field can hold has a level (zero past the real ones)
+        "level_bits": level_bits, "level_t": rom_type(level_bits, True), "n_levels": max(1, st.codebook.size),
+        "codebook": c_values(st.codebook if st.codebook.size else [0]),
+        "row_check": row_check, "end_bits": layer.end_bits, "end_t": rom_type(layer.end_bits, False),
+        "end_lo": count_bits + s.groups * st.acc_bits,
         "col_bits": col_bits, "col_t": rom_type(col_bits, False),
         "relu": "true" if node.relu else "false", **_mult(node.quant["multiplier"], node.where()),
         "input": _channel(ch), **_outputs(plan, layer), **geo,

@@ -47,18 +47,22 @@ def mem_image(values, bits: int) -> bytes:
     return text.tobytes()
 
 
-def row_table(word, off, count, obase, bias, acc_bits: int, widths: dict[str, int]) -> bytes:
-    """A PE's row table ($readmemh, one line per row it computes): {bias, obase, count, off,
-    word} with the widths of ``widths`` (WORD_W, 6, COUNT_W, OBASE_W, acc_bits; listed here MSB
-    first): the word and bit offset of the row's first entry, its entry count, the output
-    address of its first output position and its bias (two's complement)."""
+def row_table(word, off, count, obase, bias, acc_bits: int, widths: dict[str, int], end=None) -> bytes:
+    """A PE's row table ($readmemh, one line per row it computes): {[end,] bias, obase, count,
+    off, word} with the widths of ``widths`` ([END_W,] acc_bits, OBASE_W, COUNT_W, 6, WORD_W;
+    listed here MSB first): the word and bit offset of the row's first entry, its entry count,
+    the output address of its first output position, its bias (two's complement) and, with the
+    row-end check (``end`` given, ``widths["END_W"]`` bits), the column its stream ends at."""
     ww, cw, ow = widths["WORD_W"], widths["COUNT_W"], widths["OBASE_W"]
-    total = ww + 6 + cw + ow + acc_bits
+    ew = widths["END_W"] if end is not None else 0
+    total = ww + 6 + cw + ow + acc_bits + ew
+    ends = np.zeros(len(np.asarray(word)), dtype=np.int64) if end is None else end
     lines = []
-    for w, o, c, ob, b in zip(*(np.asarray(a).tolist() for a in (word, off, count, obase, bias))):
-        if w >> ww or o >> 6 or c >> cw or ob >> ow:
+    for w, o, c, ob, b, e in zip(*(np.asarray(a).tolist() for a in (word, off, count, obase, bias, ends))):
+        if w >> ww or o >> 6 or c >> cw or ob >> ow or e >> ew:
             raise ValueError("row table field out of its width")  # a compiler bug, never user input
         value = w | o << ww | c << (ww + 6) | ob << (ww + 6 + cw) | (b & ((1 << acc_bits) - 1)) << (ww + 6 + cw + ow)
+        value |= e << (ww + 6 + cw + ow + acc_bits)
         lines.append(f"{value:0{-(-total // 4)}x}\n")
     return "".join(lines or ["0\n"]).encode()
 
@@ -97,7 +101,8 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict
         geo = dict(CIN=fin, H=1, W=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, HO=1, WO=1)
         what = f"linear {fin} -> {rows}"
     level_bits = max(2, signed_width(st.levels))
-    files[f"rtl/mem/{ident}_codebook.mem"] = mem_image(st.levels, level_bits)
+    # every code the value field can hold has a level (zero past the real ones): rule 1
+    files[f"rtl/mem/{ident}_codebook.mem"] = mem_image(st.codebook, level_bits)
     col_files = []
     if node.op == "conv":  # column -> (input offset, ky, kx): no division in the engine
         ch, ky, kx = conv_taps(cols, kh, kw)
@@ -109,6 +114,9 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict
     start = s.slot_start
     widths = {"WORD_W": max(1, layer.steps.bit_length()), "COUNT_W": layer.count_bits,
               "OBASE_W": max(1, (rows * howo).bit_length())}
+    check = layer.row_end is not None  # the row-end check: each row's END in its row table
+    if check:
+        widths.update(ROW_CHECK=1, END_W=max(1, layer.end_bits))
     instances = []
     for g in range(s.groups):
         slots = np.flatnonzero(s.slot_rows[:, g] >= 0)
@@ -117,11 +125,11 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict
         files[f"rtl/{stem}_words.mem"] = mem_image(layer.words[g].astype(np.int64), WORD_BITS)
         files[f"rtl/{stem}_rows.mem"] = row_table(start[slots] // st.per_word, (start[slots] % st.per_word) * st.width,
                                                   s.slot_count[slots], rows_g * howo, st.bias[rows_g], st.acc_bits,
-                                                  widths)
+                                                  widths, layer.row_end[g, slots] if check else None)
         for lo, hi in s.bands:
             params = [("ROWS", slots.size), ("OUT_ROWS", rows), ("COLS", cols), *geo.items(),
                       ("VB", st.value_bits), ("EB", st.width), ("N_WORDS", max(1, layer.steps)),
-                      ("N_LEVELS", max(1, st.levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", st.acc_bits),
+                      ("N_LEVELS", max(1, st.codebook.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", st.acc_bits),
                       ("ACT_BITS", plan.act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)),
                       ("RELU", int(bool(node.relu))), ("COL_TABLE", int(bool(col_files))), *widths.items(),
                       ("WORDS_FILE", f"{stem}_words.mem"), ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"),
