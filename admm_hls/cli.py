@@ -132,7 +132,7 @@ def _cmd_build(args: argparse.Namespace) -> None:
     vectors, source = _build_vectors(graph, args)
     project = build(graph, args.out, pe=args.pe, pe_layers=pe_layers, onchip_kb=args.onchip_kb, part=args.part,
                     clock_ns=args.clock, top=args.top, force=args.force, vectors=vectors, n_vectors=args.vectors,
-                    vectors_source=source, check_memory=not args.ignore_memory)
+                    vectors_source=source, check_memory=not args.ignore_memory, row_check=args.row_check)
     print(format_summary(project.manifest))
     print(f"wrote {project.path}")
 
@@ -253,6 +253,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default 512; 0: every conv/fc layer off-chip)")
     p.add_argument("--ignore-memory", action="store_true",
                    help="build even when the design needs more on-chip memory than the part has")
+    p.add_argument("--row-check", action="store_true",
+                   help="store each lane's stream end per slot and zero a row whose decoded stream does not end "
+                        "there, so a flipped index or count corrupts one row's output instead of shifting its "
+                        "later weights; costs row-end bits, counted in the manifest")
     p.add_argument("--part", default=DEFAULT_PART, help=f"FPGA part (default {DEFAULT_PART})")
     p.add_argument("--clock", type=float, default=5.0, help="clock period in ns (default 5)")
     p.add_argument("--top", default="admm_top", help="top function name (default admm_top)")
