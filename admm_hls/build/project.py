@@ -97,6 +97,7 @@ def _layer_entry(graph: LayerGraph, node, plan: HardwarePlan, report_row: dict |
             "codebook": [int(v) for v in np.asarray(packed.codebook.levels)],
             "sizes": report_row,
             "placement": layer.placement,
+            "ecc_check_bits": layer.ecc_check_bits,  # the entry code's bits in the lanes' streams (0: none)
         })
     return entry
 
@@ -116,6 +117,7 @@ def _manifest(graph: LayerGraph, plan: HardwarePlan, vectors: dict[str, Any], bl
     totals["interval_estimate"] = plan.interval()
     totals["latency_ms"] = totals["cycles_estimate"] * plan.clock_ns * 1e-6
     totals["images_per_second"] = 1e9 / (plan.interval() * plan.clock_ns) if plan.interval() else 0.0
+    totals["ecc_check_bits"] = sum(l.ecc_check_bits for l in plan.weighted())
     inp, out = graph.input_node(), graph.output_node()
     blob_layers = [{"name": l.name, "port": blob_port(l.ident), "offset": l.blob_offset, "bytes": l.blob_bytes,
                     "beat_bits": l.beat_bits, "beats": l.beats} for l in plan.blob_layers()]
@@ -129,6 +131,7 @@ def _manifest(graph: LayerGraph, plan: HardwarePlan, vectors: dict[str, Any], bl
         "flow_target": FLOW_TARGET,
         "onchip_kb": plan.onchip_kb,
         "pe": plan.pe,
+        "ecc": any(l.stream.ecc_bits for l in plan.weighted()),
         "interface": {
             "control": "ap_ctrl_chain",
             "ports": ["ap_clk", "ap_rst_n", "ap_start", "ap_done", "ap_idle", "ap_ready", "ap_continue"]
@@ -371,7 +374,8 @@ def build(
     as channel ranges), ``pe_layers`` (per layer, by node name or module path), ``onchip_kb`` (a
     layer whose packed words exceed it reads them off-chip through its own m_axi port; the blob
     is ``tb/data/weights.bin``), ``part``, ``clock_ns``, ``top``, ``check_memory`` (False: build
-    a design whose on-chip memory exceeds the part), ``offchip``. ``vectors``: test inputs
+    a design whose on-chip memory exceeds the part), ``offchip``, ``ecc`` (a single-error-correcting
+    code on every weight-stream entry, corrected by the lanes). ``vectors``: test inputs
     (float or int, (N, *input shape)); default ``n_vectors`` pseudo-random integers (seed fixed).
     ``vectors_source`` labels them in the manifest. An existing non-empty ``out_dir`` is refused
     unless ``force`` (then it is replaced atomically, only once the new project is complete).

@@ -34,7 +34,7 @@ from .layout import Layout, range_layout, shape3, weighted_layout
 from .memory import PartMemory, Storage, part_memory, storage
 from .names import ALIASES, layer_names, tensor_of
 from .schedule import Schedule, best_schedule, range_split
-from .streams import WORD_BITS, WeightStream, lockstep_ends, lockstep_fields, pack_lockstep, weight_stream, with_ecc
+from .streams import WORD_BITS, WeightStream, lockstep_words, weight_stream, with_ecc
 
 __all__ = ["HardwarePlan", "LayerHW", "Channel", "MemoryUse", "make_plan", "DEFAULT_PART", "BLOB_ALIGN", "STREAM_DEPTH",
            "resolve_pe_layers", "check_pe", "check_options", "column_table_bits"]
@@ -65,7 +65,6 @@ class LayerHW:
     blob_offset: int = 0
     beat_bits: int = 0  # blob: m_axi data width
     beats: int = 0  # blob: beats read per inference
-    row_end: np.ndarray | None = None  # row-end check: (groups, slots) column each lane's slot stream ends at
 
     @property
     def steps(self) -> int:
@@ -86,20 +85,14 @@ class LayerHW:
         return WORD_BITS * self.schedule.groups
 
     @property
-    def end_bits(self) -> int:
-        """Bits of a row-end field (0: no row-end check)."""
-        return ubits(int(self.row_end.max())) if self.row_end is not None else 0
-
-    @property
     def slot_bits(self) -> int:
-        """Width of the schedule stream: the slot's entry count, the bias of each group's row and,
-        with the row-end check, the column each group's stream ends at."""
-        return self.count_bits + self.schedule.groups * (self.stream.acc_bits + self.end_bits)
+        """Width of the schedule stream: the slot's entry count and the bias of each group's row."""
+        return self.count_bits + self.schedule.groups * self.stream.acc_bits
 
     @property
-    def row_check_bits(self) -> int:
-        """Bits the row-end check adds: one end field per (group, slot)."""
-        return int(self.row_end.size) * self.end_bits if self.row_end is not None else 0
+    def ecc_check_bits(self) -> int:
+        """Check bits of the entry code in its lanes' streams (0: no code)."""
+        return int(self.stream.ecc_bits) * self.schedule.groups * self.schedule.entries
 
     @property
     def slot_words(self) -> int:
@@ -320,22 +313,20 @@ def resolve_pe_layers(graph: LayerGraph, pe_layers: dict[str, int] | None) -> di
 
 # -- per-op planners ----------------------------------------------------------------------------------
 def _weighted(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-              row_check: bool = False, ecc: bool = False) -> LayerHW:
+              ecc: bool = False) -> LayerHW:
     stream = weight_stream(node, act_bits)
     if ecc:
         stream = with_ecc(stream, node.where())
     _, ho, wo = shape3(node.shape) if node.op == "conv" else (0, 1, 1)
     schedule = best_schedule(stream.entries, ho, wo, budget)
     kernel = tuple(int(k) for k in node.params["weight"].shape[2:]) if node.op == "conv" else (1, 1)
-    fields = lockstep_fields(stream, schedule)
-    ends = lockstep_ends(fields, schedule, stream.value_bits) if row_check else None
     return LayerHW(node.name, ident, node.op, "weighted", schedule.lanes, schedule.iterations,
                    weighted_layout(node.shape, schedule), schedule=schedule, stream=stream,
-                   words=pack_lockstep(fields, stream.width), kernel=kernel, row_end=ends)
+                   words=lockstep_words(stream, schedule), kernel=kernel)
 
 
 def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-            row_check: bool = False, ecc: bool = False) -> LayerHW:
+            ecc: bool = False) -> LayerHW:
     c, ho, wo = shape3(node.shape)
     kh, kw = node.params["kernel"]
     ranges = range_split(c, budget)
@@ -345,7 +336,7 @@ def _window(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
 
 
 def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-                 row_check: bool = False, ecc: bool = False) -> LayerHW:
+                 ecc: bool = False) -> LayerHW:
     c, h, w = shape3(node.shape)
     ranges = range_split(c, budget)
     span = max(hi - lo for lo, hi in ranges)
@@ -354,7 +345,7 @@ def _elementwise(node: Node, graph: LayerGraph, budget: int, act_bits: int, iden
 
 
 def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-            row_check: bool = False, ecc: bool = False) -> LayerHW:
+            ecc: bool = False) -> LayerHW:
     spans, lo = [], 0
     for src in graph.inputs(node.name):
         c = shape3(graph[src].shape)[0]
@@ -366,14 +357,14 @@ def _concat(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: st
 
 
 def _input(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-           row_check: bool = False, ecc: bool = False) -> LayerHW:
+           ecc: bool = False) -> LayerHW:
     c = shape3(node.shape)[0]
     return LayerHW(node.name, ident, "input", "input", 1, int(np.prod(node.shape)),
                    range_layout(node.shape, ((0, c),)))
 
 
 def _output(node: Node, graph: LayerGraph, budget: int, act_bits: int, ident: str,
-            row_check: bool = False, ecc: bool = False) -> LayerHW:
+            ecc: bool = False) -> LayerHW:
     return LayerHW(node.name, ident, "output", "output", 1, int(np.prod(node.shape)), None)
 
 
@@ -424,7 +415,6 @@ def _memory(layers: dict[str, LayerHW], channels: tuple[Channel, ...], part: Par
             add(f"{l.ident} weight ROM", s.groups, l.steps, WORD_BITS, rom=True)
         add(f"{l.ident} schedule ROM", 1, s.slots, l.count_bits, rom=True)
         add(f"{l.ident} bias ROM", s.groups, s.slots, st.acc_bits, rom=True)
-        add(f"{l.ident} row-end ROM", s.groups, s.slots, l.end_bits, rom=True)
         lay_in = next(c.layout for c in channels if c.consumer == l.name)
         add(f"{l.ident} column tables", s.groups, st.cols, column_table_bits(l, lay_in), rom=True)
         add(f"{l.ident} stream FIFOs", 1, STREAM_DEPTH, l.step_bits + l.slot_bits, rom=False)
@@ -447,16 +437,13 @@ def make_plan(
     top: str = "admm_top",
     check_memory: bool = True,
     offchip: tuple[str, ...] = (),
-    row_check: bool = False,
     ecc: bool = False,
     bar=None,
 ) -> HardwarePlan:
     """The plan of a packed LayerGraph (see the module docstring). ``offchip``: conv / linear
     layers (node names) whose words go off-chip whatever their size; ``bar``: a tqdm bar
     advanced once per weighted layer. ``pe`` None: the PE count the checkpoint was pruned to
-    balance (``graph.meta["balance_pe"]``), else 1. ``row_check``: every lane's stream ends are
-    stored and checked, a row whose decoded stream does not end where it should is zeroed (its
-    output is its bias alone). ``ecc``: every weight-stream entry carries a single-error-correcting
+    balance (``graph.meta["balance_pe"]``), else 1. ``ecc``: every weight-stream entry carries a single-error-correcting
     Hamming code (``sparse.ecc``) that the lanes decode before they use it."""
     check_options(top, clock_ns, onchip_kb, part)
     if pe is None:
@@ -482,7 +469,7 @@ def make_plan(
             raise ValueError(f"{node.where()} has no shape: run infer_shapes first")
         if bar is not None:
             bar.set_postfix_str(f"plan {node.name}")
-        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name], row_check, ecc)
+        layer = planner(node, graph, per_layer.get(node.name, budget), act_bits, names[node.name], ecc)
         if layer.kind == "weighted":
             layer, offset = _place(layer, limit, offset, node.name in offchip)
         layers[node.name] = layer

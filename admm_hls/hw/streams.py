@@ -26,7 +26,7 @@ from .schedule import Schedule
 
 WORD_BITS = 32
 
-__all__ = ["WORD_BITS", "WeightStream", "weight_stream", "lockstep_fields", "lockstep_words", "pack_lockstep", "lockstep_ends",
+__all__ = ["WORD_BITS", "WeightStream", "weight_stream", "lockstep_fields", "lockstep_words", "pack_lockstep",
            "with_ecc"]
 
 
@@ -165,13 +165,3 @@ def pack_lockstep(fields: np.ndarray, width: int) -> np.ndarray:
     steps = max((w.size for w in words), default=0)
     return np.stack(words) if words else np.zeros((0, steps), np.uint32)
 
-
-def lockstep_ends(fields: np.ndarray, schedule: Schedule, value_bits: int) -> np.ndarray:
-    """(groups, slots) int64: the column each lane's stream ends at in each slot, sum(gap + 1)
-    over the slot's entries (padding entries advance one column each): what the row-end check
-    compares the decoder's position with. ``fields``: from ``lockstep_fields`` (a dense layer's
-    fields have no gap: every entry advances one column)."""
-    steps = (np.asarray(fields, dtype=np.int64) >> value_bits) + 1
-    total = np.concatenate([np.zeros((steps.shape[0], 1), np.int64), np.cumsum(steps, axis=1)], axis=1)
-    start = schedule.slot_start
-    return total[:, start + schedule.slot_count] - total[:, start]

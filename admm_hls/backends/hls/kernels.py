@@ -22,6 +22,7 @@ from ...hw.memory import part_memory, rom_impl
 from ...hw.plan import Channel, HardwarePlan, LayerHW
 from ...ir.graph import LayerGraph
 from ...sparse.codebook import signed_width
+from ...sparse.ecc import data_positions, syndrome_masks
 
 __all__ = ["Kernel", "KERNELS", "kernel", "c_values", "BANNER"]
 
@@ -204,8 +205,11 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW) -> Kernel:
         "entry_bits": st.width, "code_mask": (1 << st.value_bits) - 1, "cols": st.cols,
         "count_bits": count_bits, "acc_bits": st.acc_bits, "rec_bits": layer.slot_bits, "step_bits": layer.step_bits,
         "count_t": rom_type(count_bits, False), "bias_t": rom_type(st.acc_bits, True),
-        "level_bits": level_bits, "level_t": rom_type(level_bits, True), "n_levels": max(1, st.levels.size),
-        "codebook": c_values(st.levels if st.levels.size else [0]),
+        # every code the value field can hold has a level (zero past the real ones)
+        "level_bits": level_bits, "level_t": rom_type(level_bits, True), "n_levels": max(1, st.codebook.size),
+        "codebook": c_values(st.codebook if st.codebook.size else [0]),
+        "ecc_bits": st.ecc_bits, "data_bits": st.data_bits, "ecc_masks": syndrome_masks(st.data_bits),
+        "ecc_positions": data_positions(st.data_bits),
         "col_bits": col_bits, "col_t": rom_type(col_bits, False),
         "relu": "true" if node.relu else "false", **_mult(node.quant["multiplier"], node.where()),
         "input": _channel(ch), **_outputs(plan, layer), **geo,

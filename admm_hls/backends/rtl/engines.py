@@ -97,7 +97,8 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict
         geo = dict(CIN=fin, H=1, W=1, KH=1, KW=1, SH=1, SW=1, PH=0, PW=0, HO=1, WO=1)
         what = f"linear {fin} -> {rows}"
     level_bits = max(2, signed_width(st.levels))
-    files[f"rtl/mem/{ident}_codebook.mem"] = mem_image(st.levels, level_bits)
+    # every code the value field can hold has a level, zero past the real ones (a flipped code)
+    files[f"rtl/mem/{ident}_codebook.mem"] = mem_image(st.codebook, level_bits)
     col_files = []
     if node.op == "conv":  # column -> (input offset, ky, kx): no division in the engine
         ch, ky, kx = conv_taps(cols, kh, kw)
@@ -120,8 +121,9 @@ def _weighted(graph: LayerGraph, plan: HardwarePlan, layer: LayerHW, files: dict
                                                   widths)
         for lo, hi in s.bands:
             params = [("ROWS", slots.size), ("OUT_ROWS", rows), ("COLS", cols), *geo.items(),
-                      ("VB", st.value_bits), ("EB", st.width), ("N_WORDS", max(1, layer.steps)),
-                      ("N_LEVELS", max(1, st.levels.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", st.acc_bits),
+                      ("VB", st.value_bits), ("EB", st.width), ("ECC_BITS", st.ecc_bits),
+                      ("N_WORDS", max(1, layer.steps)),
+                      ("N_LEVELS", max(1, st.codebook.size)), ("LEVEL_BITS", level_bits), ("ACC_BITS", st.acc_bits),
                       ("ACT_BITS", plan.act_bits), ("M0", int(m.m0)), ("SHIFT", int(m.shift)),
                       ("RELU", int(bool(node.relu))), ("COL_TABLE", int(bool(col_files))), *widths.items(),
                       ("WORDS_FILE", f"{stem}_words.mem"), ("CODEBOOK_FILE", f"mem/{ident}_codebook.mem"),
