@@ -67,7 +67,15 @@ def quantize_weighted(node, graph, ctx, weight: np.ndarray, bias: np.ndarray) ->
     levels, w_scale, bits = integer_weights(node, ctx, weight)
     out_scale = ctx.scale(node)
     acc_scale = in_scale * w_scale
-    bias_q = np.floor(bias.astype(np.float64) / acc_scale + 0.5).astype(np.int64)
+    bias_f = np.floor(bias.astype(np.float64) / acc_scale + 0.5)
+    # Checked before the int64 cast, which would wrap a huge bias into a small or negative one.
+    peak = float(np.abs(bias_f).max()) if bias_f.size else 0.0
+    if not peak < 2.0 ** (ctx.acc_bits - 1):
+        raise UserError(
+            f"layer {node.name}: a bias is {peak:.3g} accumulator units, more than the {ctx.acc_bits}-bit "
+            "accumulator holds: check the checkpoint's biases and scales, or recompress the model"
+        )
+    bias_q = bias_f.astype(np.int64)
     row_sums = np.abs(levels).sum(axis=1, dtype=np.int64)  # levels fit int8: abs cannot overflow
     bound = accumulator_bound(row_sums, bias_q, ctx.act_bits) if levels.size else 0
     need = bits_for(bound)
