@@ -8,12 +8,13 @@ from typing import Any
 from .report import format_report, graph_report
 
 
-def inspect_graph(ckpt: dict[str, Any], graph) -> dict[str, Any]:
-    """The report of a lowered graph with the checkpoint's model name and accuracies."""
+def inspect_graph(graph) -> dict[str, Any]:
+    """The report of a lowered checkpoint with its model name and accuracies (which lowering
+    keeps in ``graph.meta``)."""
     report = graph_report(graph)
-    report["arch"] = ckpt["arch"]
-    report["accuracy"] = ckpt.get("accuracy", {})
-    report["balance_pe"] = int(ckpt.get("balance_pe") or 0)
+    report["arch"] = graph.meta["arch"]
+    report["accuracy"] = graph.meta.get("accuracy") or {}
+    report["balance_pe"] = int(graph.meta.get("balance_pe") or 0)
     return report
 
 

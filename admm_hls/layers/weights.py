@@ -32,9 +32,10 @@ def integer_weights(node, ctx, weight: np.ndarray) -> tuple[np.ndarray, float, i
     """(levels (rows, fan_in), small signed integers, weight scale, bits).
 
     ADMM levels from the checkpoint are used when the layer's float weights are exactly
-    scale * levels (BatchNorm folding, for one, moves weights off their levels); otherwise the
-    weights are quantized post-training to ``ctx.weight_bits`` with a symmetric max-abs scale,
-    zeros staying zero.
+    scale * levels; otherwise the weights are quantized post-training to ``ctx.weight_bits``
+    with a symmetric max-abs scale, zeros staying zero. Loading already refused a checkpoint
+    whose stored weights are off their levels (``compress.validate``), so this happens only
+    where BatchNorm folding moved them, or where the user asked for ``requantize``.
     """
     rows = weight.shape[0]
     admm = ctx.levels_for(node)
