@@ -23,6 +23,11 @@ MULTIPLIER_BITS = 31  # m0 is a positive int32: [2^30, 2^31)
 MAX_SHIFT = 62
 
 
+class ScaleError(ValueError):
+    """Scales whose ratio no multiplier represents: the checkpoint's ranges or weight scales are
+    out of proportion (lowering turns it into a UserError naming the layer)."""
+
+
 @dataclass(frozen=True)
 class Multiplier:
     m0: int
@@ -36,7 +41,7 @@ class Multiplier:
 def quantize_multiplier(real: float) -> Multiplier:
     """``real`` as m0 * 2^-shift with m0 in [2^30, 2^31) (gemmlowp's QuantizeMultiplier)."""
     if not (real > 0 and math.isfinite(real)):
-        raise ValueError(f"requantization multiplier must be positive and finite, got {real}")
+        raise ScaleError(f"requantization multiplier must be positive and finite, got {real}")
     mantissa, exponent = math.frexp(real)  # real = mantissa * 2^exponent, mantissa in [0.5, 1)
     m0 = round(mantissa * 2**MULTIPLIER_BITS)
     shift = MULTIPLIER_BITS - exponent
@@ -44,13 +49,13 @@ def quantize_multiplier(real: float) -> Multiplier:
         m0 //= 2
         shift -= 1
     if shift < 1:
-        raise ValueError(f"requantization multiplier {real:g} is too large (>= 2^30): check the scales")
+        raise ScaleError(f"requantization multiplier {real:g} is too large (>= 2^30)")
     if shift > MAX_SHIFT:
         # Too small to represent at full precision: drop mantissa bits, keep the rule.
         m0 >>= shift - MAX_SHIFT
         shift = MAX_SHIFT
         if m0 == 0:
-            raise ValueError(f"requantization multiplier {real:g} underflows: check the scales")
+            raise ScaleError(f"requantization multiplier {real:g} underflows")
     return Multiplier(int(m0), int(shift))
 
 

@@ -60,6 +60,9 @@ def _add_lowering_options(p: argparse.ArgumentParser) -> None:
                    help=f"measure activation ranges on the first {CALIBRATION_IMAGES} training images of DATASET "
                         "(from --data-dir) instead of the checkpoint's")
     p.add_argument("--data-dir", help="dataset folder (default: $ADMM_HLS_DATA)")
+    p.add_argument("--requantize", action="store_true",
+                   help="re-quantize post-training at --bits every layer whose stored codebook does not match its "
+                        "weights (default: refuse such a checkpoint)")
 
 
 def _lower(args: argparse.Namespace, checkpoint=None):
@@ -74,7 +77,7 @@ def _lower(args: argparse.Namespace, checkpoint=None):
         calibrate = load_dataset(args.calibrate, args.data_dir, "train").head(CALIBRATION_IMAGES).images
     return lower(checkpoint or args.checkpoint or _shipped_lenet5(), calibrate=calibrate, act_bits=args.act_bits,
                  weight_bits=args.bits, acc_bits=args.acc_bits, weight_format=args.weight_format,
-                 max_filler_rate=_filler_rate(args.max_fillers))
+                 max_filler_rate=_filler_rate(args.max_fillers), requantize=args.requantize)
 
 
 def _filler_rate(pct: float | None) -> float | None:
@@ -86,11 +89,9 @@ def _filler_rate(pct: float | None) -> float | None:
 
 
 def _cmd_inspect(args: argparse.Namespace) -> None:
-    from .compress.checkpoint import load_checkpoint
     from .inspect import format_inspection, inspect_graph
 
-    ckpt = load_checkpoint(args.checkpoint or _shipped_lenet5())
-    report = inspect_graph(ckpt, _lower(args, ckpt), ecc=args.ecc)
+    report = inspect_graph(_lower(args), ecc=args.ecc)  # one load, one validation
     print(json.dumps(report, indent=2) if args.json else format_inspection(report))
 
 

@@ -9,13 +9,14 @@ from .report import format_report, graph_report
 from .sparse.ecc import ecc_cost
 
 
-def inspect_graph(ckpt: dict[str, Any], graph, ecc: bool = False) -> dict[str, Any]:
-    """The report of a lowered graph with the checkpoint's model name and accuracies; ``ecc``:
-    with what the single-error-correcting entry code (``build --ecc``) adds per layer."""
+def inspect_graph(graph, ecc: bool = False) -> dict[str, Any]:
+    """The report of a lowered checkpoint with its model name and accuracies (which lowering
+    keeps in ``graph.meta``); ``ecc``: with what the single-error-correcting entry code
+    (``build --ecc``) adds per layer."""
     report = graph_report(graph)
-    report["arch"] = ckpt["arch"]
-    report["accuracy"] = ckpt.get("accuracy", {})
-    report["balance_pe"] = int(ckpt.get("balance_pe") or 0)
+    report["arch"] = graph.meta["arch"]
+    report["accuracy"] = graph.meta.get("accuracy") or {}
+    report["balance_pe"] = int(graph.meta.get("balance_pe") or 0)
     if ecc:
         report["ecc"] = ecc_report(graph)
     return report

@@ -10,13 +10,21 @@ from admm_hls.zoo import build_model
 
 
 def _minimal(tmp_path: Path) -> dict:
+    """A small valid checkpoint: fc1 carries a codebook (its weights exactly 0.25 * levels), the
+    other layers none."""
     model = build_model("lenet5")
+    levels = torch.randint(-3, 4, (500, 800), generator=torch.Generator().manual_seed(0), dtype=torch.int8)
+    state = model.state_dict()
+    state["fc1.weight"] = (levels.double() * 0.25).float()
+    layers = {n: {"levels": None, "scale": None, "bits": None} for n in ("conv1", "conv2", "fc2")}
+    layers["fc1"] = {"mask": levels != 0, "levels": levels, "scale": 0.25, "bits": 3,
+                     "nonzeros": int((levels != 0).sum())}
     return {
         "format": FORMAT, "version": VERSION,
         "arch": {"name": "lenet5", "kwargs": {}},
-        "state_dict": model.state_dict(),
-        "layers": {"fc1": {"mask": torch.ones(500, 800, dtype=torch.bool), "levels": torch.zeros(500, 800, dtype=torch.int8),
-                           "scale": 0.25, "bits": 3, "nonzeros": 400000}},
+        "input_shape": [1, 28, 28],
+        "state_dict": state,
+        "layers": layers,
         "accuracy": {"dense": 0.99}, "recipe": {"batch_size": 128, "schedule": (0.5, 0.75)},
         "calibration": {"ranges": {"x": [-0.4, 2.8]}},
     }

@@ -8,7 +8,9 @@ canonical forms (``backends.hls.structure``), adds the reference's test vectors,
 
 Writing is atomic and deterministic: everything goes to a temporary sibling folder that is
 renamed into place at the end (a failure or Ctrl-C leaves no output folder and no temporary
-folder), and the same graph and options give byte-identical files.
+folder; a kill leaves at most a hidden sibling, never a partial project under the final name;
+builds racing into one folder with force leave one of their projects, whole), and the same
+graph and options give byte-identical files.
 
     from admm_hls.build.project import build
     project = build(graph, "hls/", pe=4)
@@ -17,6 +19,7 @@ folder), and the same graph and options give byte-identical files.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
@@ -234,22 +237,49 @@ def _write_tree(root: Path, files: dict[str, bytes]) -> None:
         target.write_bytes(files[path])
 
 
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished folder into place; an existing folder is moved aside first and
-    deleted only once the new one is in place (restored if the rename fails)."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        old.rmdir()
-        os.rename(out, old)
+SWAP_TRIES = 100  # renames retried while other builds race into the same folder
+
+
+def _swap_into_place(tmp: Path, out: Path, force: bool) -> None:
+    """Rename the finished folder to ``out`` in one step, so ``out`` is never a partial project:
+    a build killed at any point leaves at most a hidden ``.NAME.tmp-*`` or ``.NAME.old-*``
+    sibling. The rename replaces an absent or empty ``out`` and fails on a non-empty one; with
+    ``force`` that one is moved aside and the rename retried (a build racing into the same
+    folder may have put its own project there meanwhile: the last rename wins, whole). What
+    was moved aside is deleted once the new project is in place, or put back on failure."""
+    aside: list[Path] = []
     try:
-        os.rename(tmp, out)
+        for _ in range(SWAP_TRIES):
+            try:
+                os.rename(tmp, out)
+                break
+            except OSError as exc:
+                if exc.errno == errno.ENOTDIR:
+                    raise UserError(f"{out} exists and is not a folder: choose another --out") from None
+                if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise
+                if not force:
+                    raise UserError(f"{out} exists and is not empty: pass --force to replace it") from None
+            old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+            old.rmdir()  # a fresh unused name for the rename
+            try:
+                os.rename(out, old)
+            except FileNotFoundError:
+                continue  # another build moved it aside first
+            aside.append(old)
+        else:
+            raise UserError(f"{out} kept being replaced by other builds while this one wrote: "
+                            "build into another --out")
     except BaseException:
-        if old is not None and not out.exists():
-            os.rename(old, out)
+        if aside and not out.exists():  # the folder that was there before this build
+            try:
+                os.rename(aside.pop(0), out)
+            except OSError:
+                pass
         raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    finally:
+        for old in aside:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _rtl(graph: LayerGraph, plan: HardwarePlan) -> tuple[dict[str, bytes], dict[str, Any]]:
@@ -435,7 +465,7 @@ def build(
         step("write")
         _write_tree(tmp, files)
         check_out_dir(out, force)  # still true after the (possibly long) render
-        _swap_into_place(tmp, out)
+        _swap_into_place(tmp, out, force)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -45,8 +45,11 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
         raise
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
-    """Load safely; any problem becomes one clear UserError."""
+def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False,
+                    stored_ranges: bool = True) -> dict[str, Any]:
+    """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
+    where ``requantize`` and ``stored_ranges`` are described); any problem becomes one clear
+    UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
@@ -68,12 +71,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]}): "
                         "give the .pt file written by 'admm-hls compress'") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise UserError(f"{path} is a torch file but not an admm-hls checkpoint: compress the model with "
-                        "'admm-hls compress' first")
-    if ckpt.get("version") != VERSION:
-        raise UserError(f"{path} has checkpoint version {ckpt.get('version')}, this admm-hls reads version "
-                        f"{VERSION}: recompress it with this version")
+    from .validate import validate_checkpoint
+
+    validate_checkpoint(ckpt, where=str(path), requantize=requantize, stored_ranges=stored_ranges)
     return ckpt
 
 

@@ -59,7 +59,8 @@ def checkpoint_levels(ckpt: dict[str, Any]) -> dict[str, tuple[np.ndarray, float
     out = {}
     for module, layer in ckpt["layers"].items():
         if layer.get("levels") is not None:
-            out[module] = (layer["levels"].numpy(), float(layer["scale"]), int(layer["bits"]))
+            # int8: validation proved the levels whole numbers within +-127, whatever their dtype
+            out[module] = (layer["levels"].to(torch.int8).numpy(), float(layer["scale"]), int(layer["bits"]))
     return out
 
 
@@ -72,15 +73,24 @@ def lower(
     acc_bits: int = 32,
     weight_format: str = "auto",
     max_filler_rate: float | None = None,
+    requantize: bool = False,
 ) -> LayerGraph:
-    """Lower an admm-hls checkpoint (path or loaded dict). ``calibrate``: float input batches
-    to measure activation ranges when the checkpoint has none (or to override them);
-    ``weight_format``, ``max_filler_rate``: see ``lower_model``. A checkpoint pruned to balance
-    lockstep lanes (``balance_pe``) defaults to no fillers: a filler is an entry some rows have
-    and others not, and would unbalance the lanes again."""
+    """Lower an admm-hls checkpoint (path or loaded dict), validated first
+    (``compress.validate``). ``calibrate``: float input batches to measure activation ranges
+    when the checkpoint has none (or to override them); ``weight_format``, ``max_filler_rate``:
+    see ``lower_model``. ``requantize``: a layer whose stored weights are not its stored
+    codebook (scale * levels) is quantized post-training at ``weight_bits`` instead of refused.
+    A checkpoint pruned to balance lockstep lanes (``balance_pe``) defaults to no fillers: a
+    filler is an entry some rows have and others not, and would unbalance the lanes again."""
     from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
+    from ..compress.validate import validate_checkpoint
 
-    ckpt = checkpoint if isinstance(checkpoint, dict) else load_checkpoint(checkpoint)
+    options = {"requantize": requantize, "stored_ranges": calibrate is None}
+    if isinstance(checkpoint, dict):
+        validate_checkpoint(checkpoint, **options)
+        ckpt = checkpoint
+    else:
+        ckpt = load_checkpoint(checkpoint, **options)
     balance_pe = int(ckpt.get("balance_pe") or 0)
     if max_filler_rate is None and balance_pe:
         max_filler_rate = 0.0
@@ -88,7 +98,7 @@ def lower(
     if calibrate is not None:
         ranges = measure_ranges(model, list(torch.as_tensor(calibrate).split(256)))
     else:
-        ranges = ckpt.get("calibration", {}).get("ranges")
+        ranges = (ckpt.get("calibration") or {}).get("ranges")
         if not ranges:
             raise UserError("the checkpoint holds no activation ranges: pass --calibrate with a dataset")
     graph = lower_model(model, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,

@@ -32,9 +32,10 @@ def integer_weights(node, ctx, weight: np.ndarray) -> tuple[np.ndarray, float, i
     """(levels (rows, fan_in), small signed integers, weight scale, bits).
 
     ADMM levels from the checkpoint are used when the layer's float weights are exactly
-    scale * levels (BatchNorm folding, for one, moves weights off their levels); otherwise the
-    weights are quantized post-training to ``ctx.weight_bits`` with a symmetric max-abs scale,
-    zeros staying zero.
+    scale * levels; otherwise the weights are quantized post-training to ``ctx.weight_bits``
+    with a symmetric max-abs scale, zeros staying zero. Loading already refused a checkpoint
+    whose stored weights are off their levels (``compress.validate``), so this happens only
+    where BatchNorm folding moved them, or where the user asked for ``requantize``.
     """
     rows = weight.shape[0]
     admm = ctx.levels_for(node)
@@ -67,7 +68,15 @@ def quantize_weighted(node, graph, ctx, weight: np.ndarray, bias: np.ndarray) ->
     levels, w_scale, bits = integer_weights(node, ctx, weight)
     out_scale = ctx.scale(node)
     acc_scale = in_scale * w_scale
-    bias_q = np.floor(bias.astype(np.float64) / acc_scale + 0.5).astype(np.int64)
+    bias_f = np.floor(bias.astype(np.float64) / acc_scale + 0.5)
+    # Checked before the int64 cast, which would wrap a huge bias into a small or negative one.
+    peak = float(np.abs(bias_f).max()) if bias_f.size else 0.0
+    if not peak < 2.0 ** (ctx.acc_bits - 1):
+        raise UserError(
+            f"layer {node.name}: a bias is {peak:.3g} accumulator units, more than the {ctx.acc_bits}-bit "
+            "accumulator holds: check the checkpoint's biases and scales, or recompress the model"
+        )
+    bias_q = bias_f.astype(np.int64)
     row_sums = np.abs(levels).sum(axis=1, dtype=np.int64)  # levels fit int8: abs cannot overflow
     bound = accumulator_bound(row_sums, bias_q, ctx.act_bits) if levels.size else 0
     need = bits_for(bound)

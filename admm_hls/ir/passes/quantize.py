@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ...arith import activation_scale
+from ...arith import ScaleError, activation_scale
 from ...errors import UserError
 from ...layers import kind
 from ..graph import LayerGraph, Node
@@ -44,5 +44,9 @@ class QuantContext:
 
 def run(graph: LayerGraph, ctx: QuantContext) -> None:
     for node in graph.topo():
-        kind(node.op).quantize(node, graph, ctx)
+        try:
+            kind(node.op).quantize(node, graph, ctx)
+        except ScaleError as exc:
+            raise UserError(f"{node.where()}: its activation or weight scales are out of proportion, {exc}: "
+                            "recompress the model, or re-measure the ranges with --calibrate DATASET") from None
     graph.meta.update(act_bits=ctx.act_bits, acc_bits=ctx.acc_bits)
