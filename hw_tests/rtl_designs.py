@@ -43,9 +43,9 @@ def repack(node, fmt: str, index_bits: int = 4) -> None:
     node.packed = dataclasses.replace(node.packed, format=fmt, layer=new)
 
 
-def write_design(folder: Path, graph, x_int: np.ndarray, pe: int = 1) -> Path:
+def write_design(folder: Path, graph, x_int: np.ndarray, pe: int | None = 1) -> Path:
     """rtl/ (Verilog, memory images, cocotb testbench) and tb/data/ (reference vectors) of the
-    plan with ``pe`` lanes per layer."""
+    plan with ``pe`` lanes per layer (None: the checkpoint's balance_pe, as ``build``)."""
     files = render_rtl(graph, make_plan(graph, pe=pe, check_memory=False))
     files.update(test_vectors(graph, np.asarray(x_int, dtype=np.int64)))
     for rel, data in files.items():

@@ -1,6 +1,7 @@
 """Bit flips in the weight memories, in hardware: a project rendered with faulted weight streams
 and codebooks (``build(memories=...)``) must compute exactly what the fault model says, in g++
-C simulation and on both RTL simulators, with and without the entry code (``--ecc``). The flips
+C simulation and on both RTL simulators, with and without the entry code (``--ecc``); with the
+code and no flips, exactly what the reference says. The flips
 include gaps that push entries past the row and codes past the codebook, so the hardware's rules
 for those (drop the entry; read level 0) are what the test pins down."""
 
@@ -57,12 +58,16 @@ def _faulted(graph, pe: int, ecc: bool, seed: int):
     return mems
 
 
-@pytest.fixture(scope="module", params=[(1, False), (3, False), (3, True)], ids=["pe1", "pe3", "pe3-ecc"])
+@pytest.fixture(scope="module", params=[(1, False, True), (3, True, True), (2, True, False)],
+                ids=["pe1-faults", "pe3-ecc-faults", "pe2-ecc"])
 def faulted_project(request, tmp_path_factory):
-    pe, ecc = request.param
+    pe, ecc, faults = request.param
     graph, x = net()
-    mems = _faulted(graph, pe, ecc, seed=11)
     clean = memories_of(make_plan(graph, pe=pe, ecc=ecc))
+    if not faults:  # the code alone: the outputs are the exact reference's
+        out = tmp_path_factory.mktemp(f"ecc_pe{pe}") / "project"
+        return build(graph, out, pe=pe, ecc=ecc, vectors=x, progress=False), reference.run(graph, x)
+    mems = _faulted(graph, pe, ecc, seed=11)
     changed = [n for n in mems if not np.array_equal(hardware_weights(mems[n]), hardware_weights(clean[n]))]
     want = reference.run(graph, x, evaluate=faulted_evaluator(mems))
     if ecc:  # single flips per entry are corrected: what is left comes from the codebooks and double flips
@@ -70,7 +75,7 @@ def faulted_project(request, tmp_path_factory):
     else:
         assert len(changed) == len(mems)  # every layer decodes other weights
         assert not np.array_equal(want, reference.run(graph, x))  # and the outputs change
-    out = tmp_path_factory.mktemp(f"faults_pe{pe}_{ecc}") / "project"
+    out = tmp_path_factory.mktemp(f"faults_pe{pe}_ecc{int(ecc)}") / "project"
     project = build(graph, out, pe=pe, ecc=ecc, vectors=x, memories=mems, progress=False, check_memory=False)
     return project, want
 

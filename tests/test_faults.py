@@ -159,3 +159,28 @@ def test_bad_options_one_line(argv, words, capsys):
     assert main(["faults", *argv]) == 2
     err = capsys.readouterr().err.strip()
     assert words in err and "\n" not in err and "Traceback" not in err
+
+
+def test_inspect_and_the_manifest_count_the_code(tmp_path, capsys, net):
+    from admm_hls.build.project import build
+    from admm_hls.ir.lower import lower
+    from admm_hls.resources import resource_dir
+    from admm_hls.sparse.ecc import check_bits
+
+    assert main(["inspect", "--ecc", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    layers = report["ecc"]["layers"]
+    shipped = lower(resource_dir("models") / "lenet5_mnist.pt")
+    assert set(layers) == {n.name for n in shipped.nodes_of("conv", "linear")}
+    for node in shipped.nodes_of("conv", "linear"):
+        lay, e = node.packed.layer, layers[node.name]
+        relative = node.packed.format == "relative"
+        entries = int(lay.row_ptr[-1]) if relative else lay.rows * lay.cols
+        k = lay.value_bits + (lay.index_bits if relative else 0)
+        assert e["entry_bits"] == k and e["check_bits"] == entries * check_bits(k) > 0
+        assert e["stream_bits_ecc"] > e["stream_bits"] or (32 // k) == 32 // (k + check_bits(k))
+    graph, x = net
+    manifest = build(graph, tmp_path / "p", pe=3, ecc=True, vectors=x, progress=False).manifest
+    plan = make_plan(graph, pe=3, ecc=True)
+    want = sum(l.stream.ecc_bits * l.schedule.groups * l.schedule.entries for l in plan.weighted())
+    assert manifest["ecc"] is True and manifest["totals"]["ecc_check_bits"] == want > 0
