@@ -132,7 +132,7 @@ def from_record(arch: dict, *, model: str | None = None, trust: bool = False) ->
     if not isinstance(source, str):
         raise UserError(f"checkpoint arch.source is {_show(source)}, not pkg.module:Class or file.py:Class")
     needed = _Spec.parse(source, what="the checkpoint's arch.source")
-    allow = (f"pass --model {needed.text} (or --trust-model-code to import what the checkpoint names)")
+    allow = f"pass --model {needed.text} (or --trust-model-code to import what the checkpoint names)"
     if model is not None:
         given = _Spec.parse(model, what="--model") if ":" in model else None
         if given is None or not given.matches(needed):
@@ -150,7 +150,7 @@ def from_record(arch: dict, *, model: str | None = None, trust: bool = False) ->
 
 
 def parse_input_shape(text: str) -> tuple[int, ...]:
-    """"3,32,32" -> (3, 32, 32)."""
+    """The text of an input shape, "3,32,32", as (3, 32, 32)."""
     parts = [p.strip() for p in text.strip().strip("()[]").split(",")]
     if parts and parts[-1] == "":  # "28," for a one-dimensional input
         parts.pop()
