@@ -45,18 +45,13 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
         raise
 
 
-def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False,
-                    stored_ranges: bool = True) -> dict[str, Any]:
-    """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
-    where ``requantize`` and ``stored_ranges`` are described); any problem becomes one clear
-    UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
+def read_torch_file(path: Path, fix: str) -> Any:
+    """``torch.load`` with the safe unpickler (tensors and plain types only); a file that needs
+    more, or is no torch file, becomes one UserError ending in ``fix``."""
     try:
         # mmap: tensors stay in the page cache until touched, so a large checkpoint does not
         # have to be resident twice while it is lowered.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         # torch names the offending global ("Unsupported global: GLOBAL os.system"); anything
         # else the restricted unpickler rejects is simply not a checkpoint.
@@ -66,11 +61,21 @@ def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False,
                 f"refusing {path}: loading it would need unpickling arbitrary code ({found.group(1)}); "
                 "only checkpoints of tensors and plain types are accepted, re-save it as a state_dict"
             ) from None
-        raise UserError(f"{path} is not a readable torch checkpoint (rejected by the safe loader): "
-                        "give the .pt file written by 'admm-hls compress'") from None
+        raise UserError(f"{path} is not a readable torch checkpoint (rejected by the safe loader): {fix}") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]}): "
-                        "give the .pt file written by 'admm-hls compress'") from None
+                        f"{fix}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False,
+                    stored_ranges: bool = True) -> dict[str, Any]:
+    """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
+    where ``requantize`` and ``stored_ranges`` are described); any problem becomes one clear
+    UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
+    ckpt = read_torch_file(path, "give the .pt file written by 'admm-hls compress'")
     from .validate import validate_checkpoint
 
     validate_checkpoint(ckpt, where=str(path), requantize=requantize, stored_ranges=stored_ranges)
@@ -109,8 +114,11 @@ def make_checkpoint(
     dataset: dict[str, Any] | None,
     seed: int,
     balance_pe: int = 0,
+    arch_record: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict: tensors and plain types only (see the module docstring)."""
+    """The checkpoint dict: tensors and plain types only (see the module docstring).
+    ``arch_record``: the ``arch`` entry as ``ModelSource.record()`` gives it (an imported model
+    names its source); default: the zoo model ``arch`` with ``arch_kwargs``."""
     from .. import __version__
     from .targets import break_even
 
@@ -131,7 +139,7 @@ def make_checkpoint(
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": {"name": arch, "kwargs": dict(arch_kwargs)},
+        "arch": dict(arch_record) if arch_record is not None else {"name": arch, "kwargs": dict(arch_kwargs)},
         "input_shape": list(input_shape),
         "dataset": dataset,
         # Contiguous copies: training may leave conv weights channels-last.

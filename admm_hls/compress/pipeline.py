@@ -8,23 +8,29 @@ branch them; the magnitude-pruning controls are methods of the same class.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import os
 from typing import Any, Callable
 
 import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
 
 from ..calibration import measure_ranges
 from ..datasets import MNIST_MEAN, MNIST_STD, Split
 from ..errors import UserError
-from ..zoo import build_model, input_shape
+from ..model_source import ModelSource, from_module, from_spec
 from .admm import ADMM
 from .checkpoint import make_checkpoint
+from .init_weights import load_init_weights
 from .masking import MaskSet
 from .projection import (balanced_topk_mask, feasible_balanced_k, max_level, nearest_levels, optimal_scale,
                          project_levels, topk_mask)
-from .recipe import Recipe
+from .recipe import TARGET_MODES, Recipe
 from .targets import allocate_keep, layer_geometry
 from .training import StageHooks, evaluate, predict, prunable_weights, train_stage
+from .validate import BITS_RANGE
 
 METHODS = ("admm", "magnitude", "gradual")
 
@@ -35,23 +41,53 @@ def _fmt_layers(values: dict[str, float], fmt: str) -> str:
     return " ".join(f"{n}={format(v, fmt)}" for n, v in values.items())
 
 
+Data = Split | Dataset  # in-memory tensors, or any map-style dataset of (image, label)
+
+
+def data_size(data: Data) -> int:
+    return len(data.labels) if isinstance(data, Split) else len(data)
+
+
+def first_image(data: Data) -> torch.Tensor:
+    return data.images[0] if isinstance(data, Split) else data[0][0]
+
+
+def _dataset_record(name: str, data: Data) -> dict[str, Any] | None:
+    """The checkpoint's ``dataset`` entry (the input normalization the hardware inputs need)."""
+    if name == "mnist":
+        return {"name": name, "mean": [MNIST_MEAN], "std": [MNIST_STD]}
+    return {"name": name}
+
+
 class Compressor:
-    def __init__(self, recipe: Recipe, train: Split, test: Split, seed: int = 0, log: Log = print):
-        self.recipe, self.test, self.seed, self.log = recipe, test, seed, log
-        self._check_recipe(len(train.labels))
-        cut = len(train.labels) - recipe.holdout
-        self.train = Split(train.images[:cut], train.labels[:cut])
-        # Per-iteration accuracies go on the held-out slice when there is one (tuning never sees
-        # the test set); stage accuracies are always on the test set.
-        self.val = Split(train.images[cut:], train.labels[cut:]) if recipe.holdout else test
-        self.teacher: torch.Tensor | None = None
+    """One compression run. The model is built from ``recipe.model`` (a zoo name or an import
+    spec) unless ``model`` gives an instance. The dense start is trained from scratch, or is
+    ``init`` (a state dict file), or, with ``pretrained``, the given instance's own weights."""
+
+    def __init__(self, recipe: Recipe, train: Data, test: Data, seed: int = 0, log: Log = print, *,
+                 model: nn.Module | None = None, init: str | os.PathLike | None = None, pretrained: bool = False,
+                 workers: int = 0):
+        self.recipe, self.test, self.seed, self.log, self.workers = recipe, test, seed, log, workers
+        self._check_recipe(data_size(train))
+        self.train, self.val = self._split_holdout(train, test)
+        self.teacher: torch.Tensor | nn.Module | None = None
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.model = build_model(recipe.model, **recipe.model_kwargs)
-        self.input_shape = input_shape(recipe.model)
+        self.source, self.model = self._model(model)
+        # The recipe records the model it ran with: an instance is recorded by its class.
+        self.recipe = dataclasses.replace(self.recipe, model=self.source.source or self.source.name,
+                                          model_kwargs=dict(self.source.kwargs))
+        self.input_shape = self._input_shape()
         self.weights = prunable_weights(self.model)
-        self.geometry = layer_geometry(self.model, self.input_shape)
-        self.bits = {n: recipe.quantize.bits_layers.get(n, recipe.quantize.bits) for n in self.weights}
+        if not self.weights:
+            raise UserError(f"{self.source.name} has no Conv2d or Linear layer: there are no weights to compress")
+        self._check_input(train)
+        self.geometry = self._geometry()
+        self.start: dict[str, Any] | None = {"init": "the given model's weights"} if pretrained and model is not None else None
+        if init is not None:
+            self.start = load_init_weights(init, self.model, self.source.name)
+        q = self.recipe.quantize
+        self.bits = {n: q.bits_layers.get(n, q.bits) for n in self.weights}
         self._check_layer_names()
         self.keep = self._keep_ratios()
         self.k = {n: self._count(n, self.keep[n]) for n in self.weights}
@@ -60,6 +96,50 @@ class Compressor:
         self.scales: dict[str, float] = {}
         self.accuracy: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
+
+    # -- model and data -------------------------------------------------------------------------
+    def _model(self, model: nn.Module | None) -> tuple[ModelSource, nn.Module]:
+        if model is not None:
+            # A copy: compression rewrites the weights, the caller's model stays as it was.
+            return from_module(model, self.recipe.model_kwargs), copy.deepcopy(model)
+        source = from_spec(self.recipe.model, self.recipe.model_kwargs)
+        return source, source.build()
+
+    def _input_shape(self) -> tuple[int, ...]:
+        shape = tuple(self.recipe.input_shape) or self.source.default_input_shape()
+        if not shape:
+            raise UserError(f"{self.source.name} declares no input shape (no INPUT_SHAPE attribute): "
+                            "pass --input-shape C,H,W (input_shape= in Python), e.g. 3,32,32")
+        if not (1 <= len(shape) <= 4 and all(isinstance(d, int) and d >= 1 for d in shape)):
+            raise UserError(f"input shape {list(shape)} must be 1 to 4 positive integers, e.g. 3,32,32")
+        return tuple(shape)
+
+    def _check_input(self, train: Data) -> None:
+        got = tuple(first_image(train).shape)
+        if got != self.input_shape:
+            raise UserError(f"the training images are {got}, {self.source.name} takes {self.input_shape}: "
+                            "pass the --input-shape of the data (or --input-size for an image folder)")
+
+    def _geometry(self):
+        try:
+            return layer_geometry(self.model, self.input_shape)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{self.source.name} does not run on a {self.input_shape} input ({first}): "
+                            "pass the --input-shape it takes") from None
+
+    def _split_holdout(self, train: Data, test: Data) -> tuple[Data, Data]:
+        """(training data, per-iteration data). Per-iteration accuracies go on the held-out
+        slice when there is one (tuning never sees the test set); stage accuracies are always
+        on the test set."""
+        holdout = self.recipe.holdout
+        if not holdout:
+            return train, test
+        if not isinstance(train, Split):
+            raise UserError(f"recipe holdout {holdout} needs in-memory training data (a Split): set holdout = 0 "
+                            "in the recipe and hold images out of the training folder instead")
+        cut = len(train.labels) - holdout
+        return Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:])
 
     # -- set-up ---------------------------------------------------------------------------------
     def _check_recipe(self, train_images: int) -> None:
@@ -77,6 +157,12 @@ class Compressor:
                             f"({train_images} available): lower it in the recipe or train on more images")
         if not 0 <= r.distill.alpha <= 1 or r.distill.temperature <= 0:
             raise UserError("recipe distill needs 0 <= alpha <= 1 and temperature > 0")
+        if p.target_mode not in TARGET_MODES or not p.target_ratio >= 0:
+            raise UserError(f"recipe prune.target_mode '{p.target_mode}' / target_ratio {p.target_ratio} must be "
+                            f"one of {', '.join(TARGET_MODES)} / >= 0 (0: per-layer keep)")
+        bits = (r.quantize.bits, *r.quantize.bits_layers.values())
+        if r.quantize.enabled and not all(isinstance(b, int) and BITS_RANGE[0] <= b <= BITS_RANGE[1] for b in bits):
+            raise UserError(f"recipe quantize bits {list(bits)} must be {BITS_RANGE[0]}..{BITS_RANGE[1]}")
 
     def _groups(self, name: str) -> int:
         return min(self.recipe.prune.balance_pe, self.weights[name].shape[0])
@@ -105,7 +191,6 @@ class Compressor:
                              (q.bits_layers, "quantize.bits_layers"), (q.rho_layers, "quantize.rho_layers")):
             unknown = sorted(set(table) - set(self.weights))
             if unknown:
-                from ..errors import UserError
                 raise UserError(f"recipe {where} names unknown layer(s) {', '.join(unknown)}; "
                                 f"{self.recipe.model} has {', '.join(self.weights)}")
 
@@ -141,10 +226,27 @@ class Compressor:
         self.take_teacher()
         return acc
 
+    def use_pretrained(self) -> float:
+        """The dense stage of a pretrained start: its weights are only evaluated, and the history
+        says where they came from."""
+        acc = self._evaluate("dense")
+        self.history.append({"stage": "dense", **self.start})
+        self.log(f"dense: accuracy {acc:.2%} of the pretrained weights ({self.start['init']}), dense training skipped")
+        self.take_teacher()
+        return acc
+
+    def dense_start(self) -> float:
+        return self.use_pretrained() if self.start is not None else self.train_dense()
+
     def take_teacher(self) -> None:
-        """Soft targets of the current (dense) model for every training image, computed once."""
+        """The dense model as the distillation teacher: soft targets for every in-memory training
+        image, computed once; for a dataset (whose items may be augmented differently every
+        epoch) a frozen copy that is run on each batch."""
         if self.recipe.distill.alpha > 0:
-            self.teacher = predict(self.model, self.train)
+            if isinstance(self.train, Split):
+                self.teacher = predict(self.model, self.train)
+            else:
+                self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     def _run_admm(self, admm: ADMM, stage: str, iterations: int, epochs: int, optimizer, factor: float,
                   hooks: StageHooks) -> None:
@@ -190,8 +292,9 @@ class Compressor:
         """The gradual-magnitude control: the kept count falls from dense to k on a cubic schedule
         (Zhu & Gupta 2017), the masks re-chosen by magnitude every 1/8 epoch."""
         p = self.recipe.prune
-        steps = p.gradual_epochs * math.ceil(len(self.train.labels) / self.recipe.batch_size)
-        every = max(1, math.ceil(len(self.train.labels) / self.recipe.batch_size) // 8)
+        batches = math.ceil(data_size(self.train) / self.recipe.batch_size)
+        steps = p.gradual_epochs * batches
+        every = max(1, batches // 8)
         state = {"step": 0, "masks": MaskSet(self.weights, self.masks)}
 
         def update() -> None:
@@ -294,8 +397,13 @@ class Compressor:
         return sum(self.bits[n] * kept[n] for n in kept) / max(1, sum(kept.values()))
 
     def calibrate(self) -> dict[str, list[float]]:
+        """Activation ranges on the first ``calibration_batches`` training batches, in order."""
         bs, n = self.recipe.batch_size, self.recipe.calibration_batches
-        batches = [self.train.images[i * bs:(i + 1) * bs] for i in range(n) if i * bs < len(self.train.labels)]
+        if isinstance(self.train, Split):
+            batches = [self.train.images[i * bs:(i + 1) * bs] for i in range(n) if i * bs < len(self.train.labels)]
+        else:
+            loader = DataLoader(self.train, batch_size=bs, shuffle=False, num_workers=self.workers)
+            batches = [images for _, (images, _labels) in zip(range(n), loader)]
         return measure_ranges(self.model, batches)
 
     def snapshot(self) -> dict[str, torch.Tensor]:
@@ -303,13 +411,13 @@ class Compressor:
 
     def checkpoint(self) -> dict[str, Any]:
         return make_checkpoint(
-            self.recipe.model, self.recipe.model_kwargs, self.input_shape, self.model, self.geometry,
+            self.source.name, self.source.kwargs, self.input_shape, self.model, self.geometry,
             masks=self.masks, keep=self.keep, bits=self.bits, levels=self.levels, scales=self.scales,
             accuracy=self.accuracy, recipe=self.recipe.to_dict(), history=self.history,
             calibration={"ranges": self.calibrate(), "batches": self.recipe.calibration_batches,
                          "batch_size": self.recipe.batch_size},
-            dataset={"name": self.recipe.dataset, "mean": [MNIST_MEAN], "std": [MNIST_STD]}, seed=self.seed,
-            balance_pe=self.recipe.prune.balance_pe,
+            dataset=_dataset_record(self.recipe.dataset, self.train), seed=self.seed,
+            balance_pe=self.recipe.prune.balance_pe, arch_record=self.source.record(),
         )
 
     def log_targets(self) -> None:
@@ -323,9 +431,10 @@ class Compressor:
         self.log("targets: " + "; ".join(parts))
 
     def run(self) -> dict[str, Any]:
-        """The full recipe, in order; returns the checkpoint dict."""
+        """The full recipe, in order (the dense stage only evaluated for a pretrained start);
+        returns the checkpoint dict."""
         self.log_targets()
-        self.train_dense()
+        self.dense_start()
         self.prune()
         self.retrain()
         if self.recipe.quantize.enabled:
