@@ -89,6 +89,11 @@ def _add_lowering_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--requantize", action="store_true",
                    help="re-quantize post-training at --bits every layer whose stored codebook does not match its "
                         "weights (default: refuse such a checkpoint)")
+    p.add_argument("--model", metavar="SPEC",
+                   help="the model class a checkpoint of a non-zoo architecture needs, as pkg.module:Class or "
+                        "file.py:Class")
+    p.add_argument("--trust-model-code", action="store_true",
+                   help="import the model class the checkpoint names; only for checkpoints you trust")
 
 
 def _lower(args: argparse.Namespace, checkpoint=None):
@@ -103,7 +108,8 @@ def _lower(args: argparse.Namespace, checkpoint=None):
         calibrate = load_dataset(args.calibrate, args.data_dir, "train").head(CALIBRATION_IMAGES).images
     return lower(checkpoint or args.checkpoint or _shipped_lenet5(), calibrate=calibrate, act_bits=args.act_bits,
                  weight_bits=args.bits, acc_bits=args.acc_bits, weight_format=args.weight_format,
-                 max_filler_rate=_filler_rate(args.max_fillers), requantize=args.requantize)
+                 max_filler_rate=_filler_rate(args.max_fillers), requantize=args.requantize, model=args.model,
+                 trust_model_code=args.trust_model_code)
 
 
 def _filler_rate(pct: float | None) -> float | None:

@@ -38,6 +38,9 @@ def ecc_report(graph) -> dict[str, Any]:
 
 def format_inspection(report: dict[str, Any]) -> str:
     lines = [format_report(report)]
+    source = (report.get("arch") or {}).get("source")
+    if source:
+        lines.append(f"model class: {source}, kwargs {report['arch'].get('kwargs') or {}}")
     lines.append("break-even pruning ratios (relative index cheaper above): "
                  + ", ".join(f"{r['layer']} {r['break_even']:.2f}x" for r in report["layers"]))
     if report["accuracy"]:

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..model_source import ModelSource
 
 FORMAT = "admm-hls-checkpoint"
 VERSION = 1
@@ -67,36 +68,41 @@ def read_torch_file(path: Path, fix: str) -> Any:
                         f"{fix}") from None
 
 
-def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False,
-                    stored_ranges: bool = True) -> dict[str, Any]:
+def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False, stored_ranges: bool = True,
+                    model: str | None = None, trust_model_code: bool = False) -> dict[str, Any]:
     """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
-    where ``requantize`` and ``stored_ranges`` are described); any problem becomes one clear
-    UserError."""
+    where ``requantize``, ``stored_ranges``, ``model`` and ``trust_model_code`` are described);
+    any problem becomes one clear UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
     ckpt = read_torch_file(path, "give the .pt file written by 'admm-hls compress'")
     from .validate import validate_checkpoint
 
-    validate_checkpoint(ckpt, where=str(path), requantize=requantize, stored_ranges=stored_ranges)
+    validate_checkpoint(ckpt, where=str(path), requantize=requantize, stored_ranges=stored_ranges, model=model,
+                        trust_model_code=trust_model_code)
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
-    """Rebuild the zoo architecture and load the compressed weights."""
-    from ..zoo import build_model
+def model_from_checkpoint(ckpt: dict[str, Any], *, model: str | None = None,
+                          trust_model_code: bool = False) -> torch.nn.Module:
+    """Rebuild the architecture and load the compressed weights. A checkpoint of a non-zoo class
+    imports it only with consent: ``model`` (the user's --model spec) or ``trust_model_code``
+    (see ``model_source.from_record``)."""
+    from ..model_source import from_record
 
+    architecture = from_record(ckpt["arch"], model=model, trust=trust_model_code)
     # Built on the meta device and given the checkpoint's own tensors: no random initialization
     # and no second copy of the weights.
     with torch.device("meta"):
-        model = build_model(ckpt["arch"]["name"], **ckpt["arch"]["kwargs"])
-    model.load_state_dict(ckpt["state_dict"], assign=True)
-    model.eval()
-    return model
+        built = architecture.build()
+    built.load_state_dict(ckpt["state_dict"], assign=True)
+    built.eval()
+    return built
 
 
 def make_checkpoint(
-    arch: str,
+    arch: str | ModelSource,
     arch_kwargs: dict[str, Any],
     input_shape: tuple[int, ...],
     model: torch.nn.Module,
@@ -114,14 +120,18 @@ def make_checkpoint(
     dataset: dict[str, Any] | None,
     seed: int,
     balance_pe: int = 0,
-    arch_record: dict[str, Any] | None = None,
+    source: str | None = None,
 ) -> dict[str, Any]:
-    """The checkpoint dict: tensors and plain types only (see the module docstring).
-    ``arch_record``: the ``arch`` entry as ``ModelSource.record()`` gives it (an imported model
-    names its source); default: the zoo model ``arch`` with ``arch_kwargs``."""
+    """The checkpoint dict: tensors and plain types only (see the module docstring). ``arch``: a
+    zoo name (or a class's name, with its import ``source``), or a ``ModelSource``, whose own
+    name, source and kwargs are recorded."""
     from .. import __version__
     from .targets import break_even
 
+    if isinstance(arch, ModelSource):
+        record = arch.record()
+    else:
+        record = ModelSource(arch, dict(arch_kwargs), source).record()
     layers = {}
     for n, g in geometry.items():
         layers[n] = {
@@ -139,7 +149,7 @@ def make_checkpoint(
     return {
         "format": FORMAT,
         "version": VERSION,
-        "arch": dict(arch_record) if arch_record is not None else {"name": arch, "kwargs": dict(arch_kwargs)},
+        "arch": record,
         "input_shape": list(input_shape),
         "dataset": dataset,
         # Contiguous copies: training may leave conv weights channels-last.

@@ -411,13 +411,13 @@ class Compressor:
 
     def checkpoint(self) -> dict[str, Any]:
         return make_checkpoint(
-            self.source.name, self.source.kwargs, self.input_shape, self.model, self.geometry,
+            self.source, self.source.kwargs, self.input_shape, self.model, self.geometry,
             masks=self.masks, keep=self.keep, bits=self.bits, levels=self.levels, scales=self.scales,
             accuracy=self.accuracy, recipe=self.recipe.to_dict(), history=self.history,
             calibration={"ranges": self.calibrate(), "batches": self.recipe.calibration_batches,
                          "batch_size": self.recipe.batch_size},
             dataset=_dataset_record(self.recipe.dataset, self.train), seed=self.seed,
-            balance_pe=self.recipe.prune.balance_pe, arch_record=self.source.record(),
+            balance_pe=self.recipe.prune.balance_pe,
         )
 
     def log_targets(self) -> None:

@@ -4,7 +4,9 @@ traceback deep in lowering or, worse, a build that silently differs from what wa
 
 Rules (the first one broken is reported):
 - header: ``format`` and ``version`` are this admm-hls checkpoint format;
-- ``arch``: a zoo model name and keyword arguments that build it; ``input_shape`` is its input;
+- ``arch``: a zoo model name, or a class (``source``) the user allowed importing, and keyword
+  arguments that build it; ``input_shape`` is its input (1-4 positive ints for a class that
+  does not declare ``INPUT_SHAPE``);
 - ``state_dict``: exactly the architecture's keys, shapes and dtypes, finite values, BatchNorm
   variances >= 0;
 - ``layers``: one entry per Conv2d/Linear; ``levels``, ``bits`` and ``scale`` all set (an ADMM
@@ -39,11 +41,14 @@ CODEBOOK = ("levels", "bits", "scale")
 
 
 def validate_checkpoint(ckpt: Any, *, where: str = "checkpoint", requantize: bool = False,
-                        stored_ranges: bool = True) -> None:
+                        stored_ranges: bool = True, model: str | None = None,
+                        trust_model_code: bool = False) -> None:
     """Raise one UserError for the first rule ``ckpt`` breaks (see the module docstring).
     ``where``: the file, for messages. ``requantize``: accept layers whose weights do not match
     their stored codebook (lowering re-quantizes them post-training). ``stored_ranges``: False
-    when lowering re-measures activation ranges (--calibrate), so the stored ones are not read."""
+    when lowering re-measures activation ranges (--calibrate), so the stored ones are not read.
+    ``model``, ``trust_model_code``: consent to import the model class a checkpoint of a non-zoo
+    architecture names (``model_source.from_record``)."""
     from .checkpoint import FORMAT, VERSION
 
     def fail(field: str, problem: str, fix: str = DAMAGED) -> NoReturn:
@@ -56,10 +61,10 @@ def validate_checkpoint(ckpt: Any, *, where: str = "checkpoint", requantize: boo
     if not _is_int(version) or version != VERSION:
         fail("version", f"is {version!r}, this admm-hls reads checkpoint version {VERSION}",
              "recompress the model with this admm-hls")
-    model = _check_arch(ckpt, fail)
+    built = _check_arch(ckpt, fail, model, trust_model_code)
     name = ckpt["arch"]["name"]
-    _check_state_dict(ckpt.get("state_dict"), model, name, fail)
-    _check_layers(ckpt.get("layers"), model, ckpt["state_dict"], name, requantize, fail)
+    _check_state_dict(ckpt.get("state_dict"), built, name, fail)
+    _check_layers(ckpt.get("layers"), built, ckpt["state_dict"], name, requantize, fail)
     if stored_ranges:
         _check_calibration(ckpt.get("calibration"), fail)
     balance = ckpt.get("balance_pe")
@@ -78,29 +83,37 @@ def validate_checkpoint(ckpt: Any, *, where: str = "checkpoint", requantize: boo
 
 
 # -- the parts --------------------------------------------------------------------------------------
-def _check_arch(ckpt: dict, fail) -> torch.nn.Module:
-    """The zoo model the checkpoint names, built on the meta device (shapes and dtypes only)."""
-    from ..zoo import available_models, build_model, input_shape
+def _check_arch(ckpt: dict, fail, model: str | None, trust_model_code: bool) -> torch.nn.Module:
+    """The architecture the checkpoint names (a zoo model, or a class imported under the consent
+    rule of ``model_source.from_record``), built on the meta device (shapes and dtypes only)."""
+    from ..model_source import from_record
+    from ..zoo import available_models
 
     arch = ckpt.get("arch")
     if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
         fail("arch", f"is {_show(arch)}, not a table with the model's name and kwargs")
-    name, kwargs = arch["name"], arch.get("kwargs")
-    if name not in available_models():
+    name, kwargs, source = arch["name"], arch.get("kwargs"), arch.get("source")
+    if source is not None and not isinstance(source, str):
+        fail("arch.source", f"is {_show(source)}, not None (a zoo model) or pkg.module:Class or file.py:Class")
+    if source is None and name not in available_models():
         fail("arch.name", f"'{name}' is not a model this admm-hls knows ({', '.join(available_models())})",
              "compress one of those models, or use the admm-hls that made this checkpoint")
     if not isinstance(kwargs, dict) or not all(isinstance(k, str) for k in kwargs):
         fail("arch.kwargs", f"is {_show(kwargs)}, not a table of keyword arguments")
+    architecture = from_record(arch, model=model, trust=trust_model_code)  # consent first: imports nothing before
     try:
         with torch.device("meta"):
-            model = build_model(name, **kwargs)
+            built = architecture.build()
     except Exception as exc:  # noqa: BLE001 - any constructor failure on user-given arguments
         fail("arch.kwargs", f"{_show(kwargs)} do not build {name} ({_first_line(exc)})")
     shape = ckpt.get("input_shape")
-    want = list(input_shape(name))
-    if not isinstance(shape, (list, tuple)) or not all(_is_int(v) for v in shape) or list(shape) != want:
-        fail("input_shape", f"is {_show(shape)}, {name} takes {want}")
-    return model
+    want = architecture.default_input_shape()
+    if want is None:
+        if not (isinstance(shape, (list, tuple)) and 1 <= len(shape) <= 4 and all(_is_int(v) and v > 0 for v in shape)):
+            fail("input_shape", f"is {_show(shape)}, not 1-4 positive integers (the input {name} takes)")
+    elif not isinstance(shape, (list, tuple)) or not all(_is_int(v) for v in shape) or list(shape) != list(want):
+        fail("input_shape", f"is {_show(shape)}, {name} takes {list(want)}")
+    return built
 
 
 def _check_state_dict(state: Any, model: torch.nn.Module, name: str, fail) -> None:

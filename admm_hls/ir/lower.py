@@ -74,6 +74,8 @@ def lower(
     weight_format: str = "auto",
     max_filler_rate: float | None = None,
     requantize: bool = False,
+    model: str | None = None,
+    trust_model_code: bool = False,
 ) -> LayerGraph:
     """Lower an admm-hls checkpoint (path or loaded dict), validated first
     (``compress.validate``). ``calibrate``: float input batches to measure activation ranges
@@ -81,11 +83,16 @@ def lower(
     see ``lower_model``. ``requantize``: a layer whose stored weights are not its stored
     codebook (scale * levels) is quantized post-training at ``weight_bits`` instead of refused.
     A checkpoint pruned to balance lockstep lanes (``balance_pe``) defaults to no fillers: a
-    filler is an entry some rows have and others not, and would unbalance the lanes again."""
+    filler is an entry some rows have and others not, and would unbalance the lanes again.
+    ``model``, ``trust_model_code``: consent to import the model class of a checkpoint of a
+    non-zoo architecture (``model_source.from_record``): a --model spec naming that class, or
+    trust in what the checkpoint names."""
     from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
     from ..compress.validate import validate_checkpoint
+    from ..model_source import from_record
 
-    options = {"requantize": requantize, "stored_ranges": calibrate is None}
+    consent = {"model": model, "trust_model_code": trust_model_code}
+    options = {"requantize": requantize, "stored_ranges": calibrate is None, **consent}
     if isinstance(checkpoint, dict):
         validate_checkpoint(checkpoint, **options)
         ckpt = checkpoint
@@ -94,16 +101,19 @@ def lower(
     balance_pe = int(ckpt.get("balance_pe") or 0)
     if max_filler_rate is None and balance_pe:
         max_filler_rate = 0.0
-    model = model_from_checkpoint(ckpt)
+    network = model_from_checkpoint(ckpt, **consent)
     if calibrate is not None:
-        ranges = measure_ranges(model, list(torch.as_tensor(calibrate).split(256)))
+        ranges = measure_ranges(network, list(torch.as_tensor(calibrate).split(256)))
     else:
         ranges = (ckpt.get("calibration") or {}).get("ranges")
         if not ranges:
             raise UserError("the checkpoint holds no activation ranges: pass --calibrate with a dataset")
-    graph = lower_model(model, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,
+    graph = lower_model(network, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,
                         weight_bits=weight_bits, acc_bits=acc_bits, name=ckpt["arch"]["name"],
                         weight_format=weight_format, max_filler_rate=max_filler_rate)
-    graph.meta.update(arch=ckpt["arch"], accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"),
+    # What was built: for an imported class, the source actually imported (--model's file when
+    # the checkpoint's has moved).
+    architecture = from_record(ckpt["arch"], model=model, trust=trust_model_code)
+    graph.meta.update(arch=architecture.record(), accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"),
                       balance_pe=balance_pe)
     return graph
