@@ -1,4 +1,5 @@
-"""MNIST from the standard IDX(.gz) files, with the published checksums verified.
+"""The data sets by name: "mnist" (the standard IDX(.gz) files, with the published checksums
+verified) and "imagefolder" (your own images in the ImageNet layout, see image_folder.py).
 
 The folder comes from ``--data-dir`` or the ``ADMM_HLS_DATA`` environment variable; nothing is
 downloaded (the tool must work on machines with no network).
@@ -27,6 +28,7 @@ MNIST_FILES = {
     "t10k-labels-idx1-ubyte": "27ae3e4e09519cfbb04c329615203637",
 }
 MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+MNIST_SIZE = 28
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,19 @@ class Split:
         return self if n is None else Split(self.images[:n], self.labels[:n])
 
 
-def data_dir(option: str | os.PathLike | None) -> Path:
+FOLDER_CONTENTS = {
+    "mnist": ("MNIST", ", ".join(f"{n}.gz" for n in MNIST_FILES)),
+    "imagefolder": ("image", "train/<class>/ and val/<class>/ folders of images"),
+}
+
+
+def data_dir(option: str | os.PathLike | None, dataset: str = "mnist") -> Path:
     """The data folder from the option, else the environment variable, else a clear error."""
     chosen = option or os.environ.get(DATA_ENV)
     if not chosen:
-        raise UserError(
-            f"no MNIST folder given: pass --data-dir DIR or set {DATA_ENV}=DIR, where DIR holds "
-            + ", ".join(f"{n}.gz" for n in MNIST_FILES)
-        )
+        label, contents = FOLDER_CONTENTS[dataset]
+        raise UserError(f"no {label} folder given: pass --data-dir DIR or set {DATA_ENV}=DIR, where DIR holds "
+                        f"{contents}")
     return Path(chosen).expanduser()
 
 
@@ -91,10 +98,34 @@ def load_mnist(folder: str | os.PathLike | None, split: str) -> Split:
     return Split(x.contiguous(), torch.from_numpy(labels.astype(np.int64)))
 
 
-DATASETS = {"mnist": load_mnist}
+DATASETS = ("imagefolder", "mnist")
 
 
-def load_dataset(name: str, folder: str | os.PathLike | None, split: str) -> Split:
+def load_dataset(name: str, folder: str | os.PathLike | None, split: str, *, input_size: int | None = None,
+                 channels: int | None = None):
+    """By name: "mnist" gives the in-memory Split ("train" or "test"; 28x28, one channel); "imagefolder" the
+    torch Dataset of ROOT/train or ROOT/val (ROOT/test), with defaults input_size 224, channels 3."""
     if name not in DATASETS:
-        raise UserError(f"unknown dataset '{name}': choose one of {', '.join(sorted(DATASETS))}")
-    return DATASETS[name](folder, split)
+        raise UserError(f"unknown dataset '{name}': choose one of {', '.join(DATASETS)}")
+    if name == "mnist":
+        if input_size not in (None, MNIST_SIZE):
+            raise UserError(f"MNIST images are {MNIST_SIZE}x{MNIST_SIZE}, not {input_size}: drop the input size "
+                            "or use the imagefolder dataset")
+        if channels not in (None, 1):
+            raise UserError(f"MNIST images have 1 channel, not {channels}: drop the channel count or use the "
+                            "imagefolder dataset")
+        return load_mnist(folder, split)
+    from .image_folder import load_image_folder  # imports Pillow; MNIST does not need it
+
+    options = {key: value for key, value in (("input_size", input_size), ("channels", channels))
+               if value is not None}
+    return load_image_folder(data_dir(folder, "imagefolder"), split, **options)
+
+
+def dataset_record(data) -> dict:
+    """The checkpoint's ``dataset`` entry for what load_dataset returned: the normalization a
+    deployment must repeat, plus for image folders the input geometry and the class count."""
+    if isinstance(data, Split):
+        return {"name": "mnist", "mean": [MNIST_MEAN], "std": [MNIST_STD]}
+    return {"name": "imagefolder", "mean": list(data.mean), "std": list(data.std), "input_size": data.input_size,
+            "channels": data.channels, "classes": len(data.classes)}
