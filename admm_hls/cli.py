@@ -37,8 +37,8 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     recipe = with_overrides(recipe, target_ratio=args.target_ratio, target_mode=args.target_mode, bits=args.bits)
     if args.epoch_scale != 1.0:
         recipe = recipe.scaled(args.epoch_scale)
-    train = _compress_data(args, "train", args.limit_train)
-    test = _compress_data(args, "test", args.limit_test)
+    train = _compress_data(args, recipe, "train", args.limit_train)
+    test = _compress_data(args, recipe, "test", args.limit_test)
     compressor = Compressor(recipe, train, test, seed=args.seed, log=lambda line: print(line, flush=True),
                             init=args.init, workers=args.workers)
     ckpt = compressor.run()
@@ -47,14 +47,21 @@ def _cmd_compress(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
 
 
-def _compress_data(args: argparse.Namespace, split: str, limit: int | None):
-    """One split of the compress command's data set, cut to its first ``limit`` items."""
+def _compress_data(args: argparse.Namespace, recipe, split: str, limit: int | None):
+    """One split of the compress command's data set, cut to its first ``limit`` items. An image
+    folder is read at the model's input shape: its channels, and its size unless --input-size."""
     from torch.utils.data import Subset
 
     from .datasets import Split, load_dataset
+    from .model_source import from_spec
 
-    options = {} if args.input_size is None else {"input_size": args.input_size}
-    data = load_dataset(args.dataset, args.data_dir, split, **options)
+    size, channels = args.input_size, None
+    if args.dataset == "imagefolder":
+        shape = recipe.input_shape or from_spec(recipe.model, recipe.model_kwargs).default_input_shape()
+        if shape and len(shape) == 3:
+            channels = shape[0]
+            size = size or (shape[1] if shape[1] == shape[2] else None)
+    data = load_dataset(args.dataset, args.data_dir, split, input_size=size, channels=channels)
     if limit is None:
         return data
     return data.head(limit) if isinstance(data, Split) else Subset(data, range(min(limit, len(data))))

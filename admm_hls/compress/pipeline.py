@@ -15,10 +15,10 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from ..calibration import measure_ranges
-from ..datasets import MNIST_MEAN, MNIST_STD, Split
+from ..datasets import DATASETS, Split, dataset_record
 from ..errors import UserError
 from ..model_source import ModelSource, from_module, from_spec
 from .admm import ADMM
@@ -52,11 +52,15 @@ def first_image(data: Data) -> torch.Tensor:
     return data.images[0] if isinstance(data, Split) else data[0][0]
 
 
-def _dataset_record(name: str, data: Data) -> dict[str, Any] | None:
-    """The checkpoint's ``dataset`` entry (the input normalization the hardware inputs need)."""
-    if name == "mnist":
-        return {"name": name, "mean": [MNIST_MEAN], "std": [MNIST_STD]}
-    return {"name": name}
+def _dataset_record(name: str, data: Data) -> dict[str, Any]:
+    """The checkpoint's ``dataset`` entry: for the data sets admm-hls reads, the normalization the
+    hardware's inputs must repeat (and an image folder's geometry); for a caller's own data only
+    its name."""
+    if name not in DATASETS:
+        return {"name": name}
+    while isinstance(data, Subset):  # --limit-train cuts a dataset to its first items
+        data = data.dataset
+    return dataset_record(data)
 
 
 class Compressor:
