@@ -17,7 +17,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     from .compress.checkpoint import save_checkpoint
     from .compress.pipeline import Compressor
     from .compress.recipe import select_recipe, with_overrides
-    from .model_source import parse_input_shape, parse_kwargs
+    from .model_source import from_spec, parse_input_shape, parse_kwargs
     from .zoo import available_models
 
     # Every option is checked before the (possibly long) data loading.
@@ -37,8 +37,11 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     recipe = with_overrides(recipe, target_ratio=args.target_ratio, target_mode=args.target_mode, bits=args.bits)
     if args.epoch_scale != 1.0:
         recipe = recipe.scaled(args.epoch_scale)
-    train = _compress_data(args, recipe, "train", args.limit_train)
-    test = _compress_data(args, recipe, "test", args.limit_test)
+    # The class and its kwargs are checked now (the user named it: importing it is allowed);
+    # the Compressor builds it again from the same cached import.
+    shape = recipe.input_shape or from_spec(recipe.model, recipe.model_kwargs).default_input_shape()
+    train = _compress_data(args, shape, "train", args.limit_train)
+    test = _compress_data(args, shape, "test", args.limit_test)
     compressor = Compressor(recipe, train, test, seed=args.seed, log=lambda line: print(line, flush=True),
                             init=args.init, workers=args.workers)
     ckpt = compressor.run()
@@ -47,17 +50,15 @@ def _cmd_compress(args: argparse.Namespace) -> None:
           + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
 
 
-def _compress_data(args: argparse.Namespace, recipe, split: str, limit: int | None):
+def _compress_data(args: argparse.Namespace, shape: tuple[int, ...] | None, split: str, limit: int | None):
     """One split of the compress command's data set, cut to its first ``limit`` items. An image
-    folder is read at the model's input shape: its channels, and its size unless --input-size."""
+    folder is read at the model's input ``shape``: its channels, and its size unless --input-size."""
     from torch.utils.data import Subset
 
     from .datasets import Split, load_dataset
-    from .model_source import from_spec
 
     size, channels = args.input_size, None
     if args.dataset == "imagefolder":
-        shape = recipe.input_shape or from_spec(recipe.model, recipe.model_kwargs).default_input_shape()
         if shape and len(shape) == 3:
             channels = shape[0]
             size = size or (shape[1] if shape[1] == shape[2] else None)
