@@ -12,7 +12,7 @@ from .errors import UserError
 def _cmd_compress(args: argparse.Namespace) -> None:
     import torch
 
-    from .compress.checkpoint import save_checkpoint
+    from .compress import distributed
     from .compress.pipeline import Compressor
     from .compress.recipe import load_recipe
     from .datasets import load_dataset
@@ -27,11 +27,15 @@ def _cmd_compress(args: argparse.Namespace) -> None:
         recipe = recipe.scaled(args.epoch_scale)
     train = load_dataset(args.dataset, args.data_dir, "train").head(args.limit_train)
     test = load_dataset(args.dataset, args.data_dir, "test").head(args.limit_test)
-    compressor = Compressor(recipe, train, test, seed=args.seed, log=lambda line: print(line, flush=True))
-    ckpt = compressor.run()
-    save_checkpoint(ckpt, args.out)
-    print(f"wrote {args.out}: {compressor.pruning_ratio():.1f}x pruned, "
-          + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
+    # One process, or one of several under torchrun: each trains its share, rank 0 alone logs
+    # and writes the checkpoint once the ranks have checked that they agree.
+    with distributed.session(getattr(args, "device", "auto")) as ctx:
+        log = distributed.main_only(lambda line: print(line, flush=True))
+        compressor = Compressor(recipe, train, test, seed=args.seed, log=log, device=ctx.device)
+        ckpt = compressor.run()
+        distributed.save_agreed(ckpt, args.out, log)
+        log(f"wrote {args.out}: {compressor.pruning_ratio():.1f}x pruned, "
+            + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
 
 
 def _shipped_lenet5():

@@ -18,7 +18,9 @@ from ..datasets import MNIST_MEAN, MNIST_STD, Split
 from ..errors import UserError
 from ..zoo import build_model, input_shape
 from .admm import ADMM
+from .batches import Data, first_images, size, steps_per_epoch, subset
 from .checkpoint import make_checkpoint
+from .device import as_device
 from .masking import MaskSet
 from .projection import (balanced_topk_mask, feasible_balanced_k, max_level, nearest_levels, optimal_scale,
                          project_levels, topk_mask)
@@ -36,21 +38,28 @@ def _fmt_layers(values: dict[str, float], fmt: str) -> str:
 
 
 class Compressor:
-    def __init__(self, recipe: Recipe, train: Split, test: Split, seed: int = 0, log: Log = print):
+    """``train`` and ``test``: Splits or map-style Datasets (see ``batches``). ``device``: where
+    training runs (default: the CPU); ``workers``: DataLoader processes for Dataset data. Under
+    torch.distributed (``distributed.setup``) every rank runs the same Compressor on its share."""
+
+    def __init__(self, recipe: Recipe, train: Data, test: Data, seed: int = 0, log: Log = print, *,
+                 device: torch.device | str | None = None, workers: int = 0):
         self.recipe, self.test, self.seed, self.log = recipe, test, seed, log
-        self._check_recipe(len(train.labels))
-        cut = len(train.labels) - recipe.holdout
-        self.train = Split(train.images[:cut], train.labels[:cut])
+        self.device, self.workers = as_device(device), workers
+        self._check_recipe(size(train))
+        cut = size(train) - recipe.holdout
+        self.train = subset(train, 0, cut)
         # Per-iteration accuracies go on the held-out slice when there is one (tuning never sees
         # the test set); stage accuracies are always on the test set.
-        self.val = Split(train.images[cut:], train.labels[cut:]) if recipe.holdout else test
-        self.teacher: torch.Tensor | None = None
+        self.val = subset(train, cut, size(train)) if recipe.holdout else test
+        self.teacher: torch.Tensor | torch.nn.Module | None = None
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
         self.model = build_model(recipe.model, **recipe.model_kwargs)
         self.input_shape = input_shape(recipe.model)
+        self.geometry = layer_geometry(self.model, self.input_shape)  # a forward pass on the CPU
+        self.model.to(self.device)  # in place: the parameters keep their identity
         self.weights = prunable_weights(self.model)
-        self.geometry = layer_geometry(self.model, self.input_shape)
         self.bits = {n: recipe.quantize.bits_layers.get(n, recipe.quantize.bits) for n in self.weights}
         self._check_layer_names()
         self.keep = self._keep_ratios()
@@ -91,13 +100,19 @@ class Compressor:
 
     def _mask(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
         """Support of the exact projection onto the layer's prune set: top-k, or top-k balanced
-        over the lockstep slots when the recipe balances for a PE count."""
+        over the lockstep slots when the recipe balances for a PE count. Chosen on the CPU
+        (once per ADMM iteration, cheap), so every device picks exactly as the CPU does."""
+        cpu = w.detach().cpu()
         if self.recipe.prune.balance_pe and k < w.numel():
-            return balanced_topk_mask(w, k, self._groups(name))
-        return topk_mask(w, k)
+            return balanced_topk_mask(cpu, k, self._groups(name)).to(w.device)
+        return topk_mask(cpu, k).to(w.device)
 
     def _project(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
         return torch.where(self._mask(name, w, k), w.detach(), torch.zeros((), dtype=w.dtype))
+
+    def _project_levels(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        """The quantization Z-step, on the CPU like ``_mask``."""
+        return project_levels(w.cpu(), self.masks[name].cpu(), self.bits[name])[0].to(w.device)
 
     def _check_layer_names(self) -> None:
         p, q = self.recipe.prune, self.recipe.quantize
@@ -119,14 +134,17 @@ class Compressor:
 
     def _stage(self, epochs: int, optimizer, desc: str, hooks: StageHooks | None = None) -> None:
         train_stage(self.model, self.train, epochs, optimizer, self.recipe.batch_size, self.generator, hooks, desc,
-                    distill=self.recipe.distill, teacher_logits=self.teacher)
+                    distill=self.recipe.distill, teacher=self.teacher, device=self.device, workers=self.workers)
+
+    def _accuracy(self, data: Data) -> float:
+        return evaluate(self.model, data, device=self.device, workers=self.workers)
 
     def _evaluate(self, label: str) -> float:
         """Test accuracy of a finished stage, kept as ``accuracy[label]`` (reported, never used to
         tune); the holdout accuracy, which tuning reads, goes to the history."""
         if self.recipe.holdout:
-            self.history.append({"stage": label, "holdout_accuracy": evaluate(self.model, self.val)})
-        self.accuracy[label] = acc = evaluate(self.model, self.test)
+            self.history.append({"stage": label, "holdout_accuracy": self._accuracy(self.val)})
+        self.accuracy[label] = acc = self._accuracy(self.test)
         return acc
 
     def _split_name(self) -> str:
@@ -142,9 +160,15 @@ class Compressor:
         return acc
 
     def take_teacher(self) -> None:
-        """Soft targets of the current (dense) model for every training image, computed once."""
-        if self.recipe.distill.alpha > 0:
-            self.teacher = predict(self.model, self.train)
+        """Soft targets of the current (dense) model: for a Split, its logits for every training
+        image, computed once; for a Dataset (whose shuffled loader gives no sample positions), a
+        frozen copy of the model run on each batch."""
+        if self.recipe.distill.alpha <= 0:
+            return
+        if isinstance(self.train, Split):
+            self.teacher = predict(self.model, self.train, device=self.device, workers=self.workers)
+        else:
+            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     def _run_admm(self, admm: ADMM, stage: str, iterations: int, epochs: int, optimizer, factor: float,
                   hooks: StageHooks) -> None:
@@ -152,7 +176,7 @@ class Compressor:
         for it in range(1, iterations + 1):
             self._stage(epochs, optimizer, f"{stage} {it}/{iterations}", hooks)
             admm.update()
-            acc = evaluate(self.model, self.val)
+            acc = self._accuracy(self.val)
             residual = admm.residuals()
             rho = dict(admm.rho)
             self.history.append({"stage": stage, "iteration": it, "accuracy": acc, "rho": rho, "residual": residual,
@@ -190,8 +214,8 @@ class Compressor:
         """The gradual-magnitude control: the kept count falls from dense to k on a cubic schedule
         (Zhu & Gupta 2017), the masks re-chosen by magnitude every 1/8 epoch."""
         p = self.recipe.prune
-        steps = p.gradual_epochs * math.ceil(len(self.train.labels) / self.recipe.batch_size)
-        every = max(1, math.ceil(len(self.train.labels) / self.recipe.batch_size) // 8)
+        steps = p.gradual_epochs * steps_per_epoch(self.train, self.recipe.batch_size)
+        every = max(1, steps_per_epoch(self.train, self.recipe.batch_size) // 8)
         state = {"step": 0, "masks": MaskSet(self.weights, self.masks)}
 
         def update() -> None:
@@ -234,13 +258,14 @@ class Compressor:
         masks = MaskSet(self.weights, self.masks)
         hooks = StageHooks(before_step=[masks.mask_gradients], after_step=[masks.apply])
         rho = {n: q.rho_layers.get(n, q.rho) for n in self.weights}
-        admm = ADMM(self.weights, lambda n, v: project_levels(v, self.masks[n], self.bits[n])[0], rho)
+        admm = ADMM(self.weights, self._project_levels, rho)
         self._run_admm(admm, "admm-quantize", q.admm_iterations, q.epochs_per_iteration, q.optimizer,
                        q.rho_factor, hooks)
         # Final projection fixes each layer's scale; retraining then only moves weights that are
         # still free, and every frozen weight sits exactly on its level.
         with torch.no_grad():
-            self.scales = {n: optimal_scale(w[self.masks[n]], max_level(self.bits[n])) for n, w in self.weights.items()}
+            self.scales = {n: optimal_scale(w[self.masks[n]].cpu(), max_level(self.bits[n]))
+                           for n, w in self.weights.items()}
         frozen = {n: torch.zeros_like(m) for n, m in self.masks.items()}
         for fraction in q.freeze_schedule:
             self._freeze(frozen, fraction)
@@ -250,7 +275,7 @@ class Compressor:
             hooks = StageHooks(before_step=[free_set.mask_gradients], after_step=[lambda: free_set.restore(values)])
             self._stage(q.epochs_per_freeze, q.retrain_optimizer, f"quantize-retrain {fraction:.0%} frozen", hooks)
             self.log(f"quantize-retrain: {fraction:.0%} of nonzeros frozen on levels, {self._split_name()} accuracy "
-                     f"{evaluate(self.model, self.val):.2%}")
+                     f"{self._accuracy(self.val):.2%}")
         self._freeze(frozen, 1.0)
         self.levels = {n: torch.where(self.masks[n], nearest_levels(w, self.scales[n], max_level(self.bits[n])),
                                       torch.zeros((), dtype=torch.int64)) for n, w in self.weights.items()}
@@ -295,8 +320,8 @@ class Compressor:
 
     def calibrate(self) -> dict[str, list[float]]:
         bs, n = self.recipe.batch_size, self.recipe.calibration_batches
-        batches = [self.train.images[i * bs:(i + 1) * bs] for i in range(n) if i * bs < len(self.train.labels)]
-        return measure_ranges(self.model, batches)
+        images = first_images(self.train, n * bs).to(self.device)
+        return measure_ranges(self.model, list(images.split(bs)))
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return copy.deepcopy(self.model.state_dict())
