@@ -14,7 +14,7 @@ def _cmd_compress(args: argparse.Namespace) -> None:
 
     import torch
 
-    from .compress.checkpoint import save_checkpoint
+    from .compress import distributed
     from .compress.pipeline import Compressor
     from .compress.recipe import select_recipe, with_overrides
     from .model_source import from_spec, parse_input_shape, parse_kwargs
@@ -42,12 +42,16 @@ def _cmd_compress(args: argparse.Namespace) -> None:
     shape = recipe.input_shape or from_spec(recipe.model, recipe.model_kwargs).default_input_shape()
     train = _compress_data(args, shape, "train", args.limit_train)
     test = _compress_data(args, shape, "test", args.limit_test)
-    compressor = Compressor(recipe, train, test, seed=args.seed, log=lambda line: print(line, flush=True),
-                            init=args.init, workers=args.workers)
-    ckpt = compressor.run()
-    save_checkpoint(ckpt, args.out)
-    print(f"wrote {args.out}: {compressor.pruning_ratio():.1f}x pruned, "
-          + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
+    # One process, or one of several under torchrun: each trains its share, rank 0 alone logs
+    # and writes the checkpoint once the ranks have checked that they agree.
+    with distributed.session(args.device) as ctx:
+        log = distributed.main_only(lambda line: print(line, flush=True))
+        compressor = Compressor(recipe, train, test, seed=args.seed, log=log, init=args.init, device=ctx.device,
+                                workers=args.workers)
+        ckpt = compressor.run()
+        distributed.save_agreed(ckpt, args.out, log)
+        log(f"wrote {args.out}: {compressor.pruning_ratio():.1f}x pruned, "
+            + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
 
 
 def _compress_data(args: argparse.Namespace, shape: tuple[int, ...] | None, split: str, limit: int | None):
@@ -320,6 +324,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="dataset folder (default: $ADMM_HLS_DATA)")
     p.add_argument("--input-size", type=int, metavar="N",
                    help="imagefolder: images are cropped to N x N (default: the dataset's)")
+    p.add_argument("--device", default="auto",
+                   help="where training runs: auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N")
     p.add_argument("--workers", type=int, default=0,
                    help="data-loading processes for a dataset read from files (default 0: in this process)")
     p.add_argument("--init", metavar="FILE",

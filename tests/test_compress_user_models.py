@@ -233,3 +233,25 @@ def test_compressor_on_a_dataset(net_file):
     assert from_dataset.calibrate() == from_split.calibrate()
     with pytest.raises(UserError, match="holdout 50 needs in-memory training data"):
         Compressor(dataclasses.replace(recipe, holdout=50), data, data)
+
+
+def test_image_folder_at_the_model_input_shape(net_file, tmp_path, capsys):
+    """An image folder is read at the model's input shape (channels and size from INPUT_SHAPE),
+    trained through a DataLoader, and recorded with its normalization and geometry."""
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (tmp_path / "imgs" / split / cls).mkdir(parents=True)
+            for i in range(4):
+                pixels = (torch.rand(30, 40, 3, generator=g) * 255).to(torch.uint8).numpy()
+                Image.fromarray(pixels).save(tmp_path / "imgs" / split / cls / f"{i}.png")
+    out = tmp_path / "folder.pt"
+    assert main(["compress", "--model", f"{net_file}:Shaped", "--dataset", "imagefolder", "--data-dir",
+                 str(tmp_path / "imgs"), "--out", str(out), "--recipe", "generic", "--epoch-scale", "0.05",
+                 "--limit-train", "6", "--threads", "2"]) == 0
+    ckpt = torch.load(out, weights_only=True)
+    assert ckpt["dataset"]["name"] == "imagefolder" and ckpt["dataset"]["input_size"] == 28
+    assert ckpt["dataset"]["channels"] == 1 and ckpt["dataset"]["classes"] == 2
+    assert ckpt["input_shape"] == [1, 28, 28]

@@ -39,10 +39,8 @@ def compress(model: nn.Module | str, train_loader: DataLoader | Split, test_load
     recipe: a Recipe, a TOML path or shipped recipe name, a dict of recipe fields, or None for
         the generic recipe (models/recipes/generic.toml).
     input_shape: (C, H, W) without the batch; default the model's ``INPUT_SHAPE`` attribute.
-    device: "auto" or "cpu" (training runs on the CPU).
+    device: "auto" (a GPU when torch sees one), "cpu", "cuda" or "cuda:N".
     """
-    if device not in ("auto", "cpu"):
-        raise UserError(f"device {device!r} is not available: use 'auto' or 'cpu'")
     chosen = _recipe(recipe)
     train, batch_size = _data(train_loader, "train_loader")
     test, _ = _data(test_loader, "test_loader")
@@ -60,7 +58,7 @@ def compress(model: nn.Module | str, train_loader: DataLoader | Split, test_load
     chosen = dataclasses.replace(chosen, **changes)
     instance = model if isinstance(model, nn.Module) else None
     compressor = Compressor(chosen, train, test, seed=seed, log=log, model=instance, init=init,
-                            pretrained=pretrained and instance is not None)
+                            pretrained=pretrained and instance is not None, device=device)
     ckpt = compressor.run()
     if out is not None:
         save_checkpoint(ckpt, out)

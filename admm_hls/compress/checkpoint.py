@@ -139,11 +139,11 @@ def make_checkpoint(
             "shape": list(g.shape),
             "out_positions": g.out_positions,
             "nonzeros": int(masks[n].sum()),
-            "mask": masks[n].clone(),
+            "mask": masks[n].to("cpu", copy=True),
             "keep_target": keep[n],
             "bits": bits[n] if n in levels else None,
             "scale": scales.get(n),
-            "levels": levels[n].to(torch.int8).clone() if n in levels else None,
+            "levels": levels[n].to("cpu", torch.int8, copy=True) if n in levels else None,
             "break_even": break_even(bits[n], g.rows, g.numel),
         }
     return {
@@ -152,8 +152,9 @@ def make_checkpoint(
         "arch": record,
         "input_shape": list(input_shape),
         "dataset": dataset,
-        # Contiguous copies: training may leave conv weights channels-last.
-        "state_dict": {k: v.clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()},
+        # Contiguous CPU copies: training may leave conv weights channels-last, or on a GPU.
+        "state_dict": {k: v.to("cpu", memory_format=torch.contiguous_format, copy=True)
+                       for k, v in model.state_dict().items()},
         "layers": layers,
         "accuracy": dict(accuracy),
         "recipe": recipe,

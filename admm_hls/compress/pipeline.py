@@ -15,14 +15,16 @@ from typing import Any, Callable
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, Subset
+from torch.utils.data import Subset
 
 from ..calibration import measure_ranges
 from ..datasets import DATASETS, Split, dataset_record
 from ..errors import UserError
 from ..model_source import ModelSource, from_module, from_spec
 from .admm import ADMM
+from .batches import Data, first_images, size, steps_per_epoch, subset
 from .checkpoint import make_checkpoint
+from .device import as_device
 from .init_weights import load_init_weights
 from .masking import MaskSet
 from .projection import (balanced_topk_mask, feasible_balanced_k, max_level, nearest_levels, optimal_scale,
@@ -39,17 +41,6 @@ Log = Callable[[str], None]
 
 def _fmt_layers(values: dict[str, float], fmt: str) -> str:
     return " ".join(f"{n}={format(v, fmt)}" for n, v in values.items())
-
-
-Data = Split | Dataset  # in-memory tensors, or any map-style dataset of (image, label)
-
-
-def data_size(data: Data) -> int:
-    return len(data.labels) if isinstance(data, Split) else len(data)
-
-
-def first_image(data: Data) -> torch.Tensor:
-    return data.images[0] if isinstance(data, Split) else data[0][0]
 
 
 def _dataset_record(name: str, data: Data) -> dict[str, Any]:
@@ -70,9 +61,10 @@ class Compressor:
 
     def __init__(self, recipe: Recipe, train: Data, test: Data, seed: int = 0, log: Log = print, *,
                  model: nn.Module | None = None, init: str | os.PathLike | None = None, pretrained: bool = False,
-                 workers: int = 0):
-        self.recipe, self.test, self.seed, self.log, self.workers = recipe, test, seed, log, workers
-        self._check_recipe(data_size(train))
+                 device: torch.device | str | None = None, workers: int = 0):
+        self.recipe, self.test, self.seed, self.log = recipe, test, seed, log
+        self.device, self.workers = as_device(device), workers
+        self._check_recipe(size(train))
         self.train, self.val = self._split_holdout(train, test)
         self.teacher: torch.Tensor | nn.Module | None = None
         torch.manual_seed(seed)
@@ -86,10 +78,14 @@ class Compressor:
         if not self.weights:
             raise UserError(f"{self.source.name} has no Conv2d or Linear layer: there are no weights to compress")
         self._check_input(train)
-        self.geometry = self._geometry()
-        self.start: dict[str, Any] | None = {"init": "the given model's weights"} if pretrained and model is not None else None
+        self.geometry = self._geometry()  # a forward pass on the CPU
+        # Where the dense weights come from when they are not trained here (history records it).
+        self.start: dict[str, Any] | None = None
+        if pretrained and model is not None:
+            self.start = {"init": "the given model's weights"}
         if init is not None:
             self.start = load_init_weights(init, self.model, self.source.name)
+        self.model.to(self.device)  # in place: the parameters keep their identity
         q = self.recipe.quantize
         self.bits = {n: q.bits_layers.get(n, q.bits) for n in self.weights}
         self._check_layer_names()
@@ -119,7 +115,7 @@ class Compressor:
         return tuple(shape)
 
     def _check_input(self, train: Data) -> None:
-        got = tuple(first_image(train).shape)
+        got = tuple(first_images(train, 1)[0].shape)
         if got != self.input_shape:
             raise UserError(f"the training images are {got}, {self.source.name} takes {self.input_shape}: "
                             "pass the --input-shape of the data (or --input-size for an image folder)")
@@ -142,8 +138,8 @@ class Compressor:
         if not isinstance(train, Split):
             raise UserError(f"recipe holdout {holdout} needs in-memory training data (a Split): set holdout = 0 "
                             "in the recipe and hold images out of the training folder instead")
-        cut = len(train.labels) - holdout
-        return Split(train.images[:cut], train.labels[:cut]), Split(train.images[cut:], train.labels[cut:])
+        cut = size(train) - holdout
+        return subset(train, 0, cut), subset(train, cut, size(train))
 
     # -- set-up ---------------------------------------------------------------------------------
     def _check_recipe(self, train_images: int) -> None:
@@ -181,13 +177,19 @@ class Compressor:
 
     def _mask(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
         """Support of the exact projection onto the layer's prune set: top-k, or top-k balanced
-        over the lockstep slots when the recipe balances for a PE count."""
+        over the lockstep slots when the recipe balances for a PE count. Chosen on the CPU
+        (once per ADMM iteration, cheap), so every device picks exactly as the CPU does."""
+        cpu = w.detach().cpu()
         if self.recipe.prune.balance_pe and k < w.numel():
-            return balanced_topk_mask(w, k, self._groups(name))
-        return topk_mask(w, k)
+            return balanced_topk_mask(cpu, k, self._groups(name)).to(w.device)
+        return topk_mask(cpu, k).to(w.device)
 
     def _project(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
         return torch.where(self._mask(name, w, k), w.detach(), torch.zeros((), dtype=w.dtype))
+
+    def _project_levels(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        """The quantization Z-step, on the CPU like ``_mask``."""
+        return project_levels(w.cpu(), self.masks[name].cpu(), self.bits[name])[0].to(w.device)
 
     def _check_layer_names(self) -> None:
         p, q = self.recipe.prune, self.recipe.quantize
@@ -208,14 +210,17 @@ class Compressor:
 
     def _stage(self, epochs: int, optimizer, desc: str, hooks: StageHooks | None = None) -> None:
         train_stage(self.model, self.train, epochs, optimizer, self.recipe.batch_size, self.generator, hooks, desc,
-                    distill=self.recipe.distill, teacher_logits=self.teacher)
+                    distill=self.recipe.distill, teacher=self.teacher, device=self.device, workers=self.workers)
+
+    def _accuracy(self, data: Data) -> float:
+        return evaluate(self.model, data, device=self.device, workers=self.workers)
 
     def _evaluate(self, label: str) -> float:
         """Test accuracy of a finished stage, kept as ``accuracy[label]`` (reported, never used to
         tune); the holdout accuracy, which tuning reads, goes to the history."""
         if self.recipe.holdout:
-            self.history.append({"stage": label, "holdout_accuracy": evaluate(self.model, self.val)})
-        self.accuracy[label] = acc = evaluate(self.model, self.test)
+            self.history.append({"stage": label, "holdout_accuracy": self._accuracy(self.val)})
+        self.accuracy[label] = acc = self._accuracy(self.test)
         return acc
 
     def _split_name(self) -> str:
@@ -243,14 +248,15 @@ class Compressor:
         return self.use_pretrained() if self.start is not None else self.train_dense()
 
     def take_teacher(self) -> None:
-        """The dense model as the distillation teacher: soft targets for every in-memory training
-        image, computed once; for a dataset (whose items may be augmented differently every
-        epoch) a frozen copy that is run on each batch."""
-        if self.recipe.distill.alpha > 0:
-            if isinstance(self.train, Split):
-                self.teacher = predict(self.model, self.train)
-            else:
-                self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
+        """Soft targets of the current (dense) model: for a Split, its logits for every training
+        image, computed once; for a Dataset (whose shuffled loader gives no sample positions), a
+        frozen copy of the model run on each batch."""
+        if self.recipe.distill.alpha <= 0:
+            return
+        if isinstance(self.train, Split):
+            self.teacher = predict(self.model, self.train, device=self.device, workers=self.workers)
+        else:
+            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     def _run_admm(self, admm: ADMM, stage: str, iterations: int, epochs: int, optimizer, factor: float,
                   hooks: StageHooks) -> None:
@@ -258,7 +264,7 @@ class Compressor:
         for it in range(1, iterations + 1):
             self._stage(epochs, optimizer, f"{stage} {it}/{iterations}", hooks)
             admm.update()
-            acc = evaluate(self.model, self.val)
+            acc = self._accuracy(self.val)
             residual = admm.residuals()
             rho = dict(admm.rho)
             self.history.append({"stage": stage, "iteration": it, "accuracy": acc, "rho": rho, "residual": residual,
@@ -296,9 +302,8 @@ class Compressor:
         """The gradual-magnitude control: the kept count falls from dense to k on a cubic schedule
         (Zhu & Gupta 2017), the masks re-chosen by magnitude every 1/8 epoch."""
         p = self.recipe.prune
-        batches = math.ceil(data_size(self.train) / self.recipe.batch_size)
-        steps = p.gradual_epochs * batches
-        every = max(1, batches // 8)
+        steps = p.gradual_epochs * steps_per_epoch(self.train, self.recipe.batch_size)
+        every = max(1, steps_per_epoch(self.train, self.recipe.batch_size) // 8)
         state = {"step": 0, "masks": MaskSet(self.weights, self.masks)}
 
         def update() -> None:
@@ -341,13 +346,14 @@ class Compressor:
         masks = MaskSet(self.weights, self.masks)
         hooks = StageHooks(before_step=[masks.mask_gradients], after_step=[masks.apply])
         rho = {n: q.rho_layers.get(n, q.rho) for n in self.weights}
-        admm = ADMM(self.weights, lambda n, v: project_levels(v, self.masks[n], self.bits[n])[0], rho)
+        admm = ADMM(self.weights, self._project_levels, rho)
         self._run_admm(admm, "admm-quantize", q.admm_iterations, q.epochs_per_iteration, q.optimizer,
                        q.rho_factor, hooks)
         # Final projection fixes each layer's scale; retraining then only moves weights that are
         # still free, and every frozen weight sits exactly on its level.
         with torch.no_grad():
-            self.scales = {n: optimal_scale(w[self.masks[n]], max_level(self.bits[n])) for n, w in self.weights.items()}
+            self.scales = {n: optimal_scale(w[self.masks[n]].cpu(), max_level(self.bits[n]))
+                           for n, w in self.weights.items()}
         frozen = {n: torch.zeros_like(m) for n, m in self.masks.items()}
         for fraction in q.freeze_schedule:
             self._freeze(frozen, fraction)
@@ -357,7 +363,7 @@ class Compressor:
             hooks = StageHooks(before_step=[free_set.mask_gradients], after_step=[lambda: free_set.restore(values)])
             self._stage(q.epochs_per_freeze, q.retrain_optimizer, f"quantize-retrain {fraction:.0%} frozen", hooks)
             self.log(f"quantize-retrain: {fraction:.0%} of nonzeros frozen on levels, {self._split_name()} accuracy "
-                     f"{evaluate(self.model, self.val):.2%}")
+                     f"{self._accuracy(self.val):.2%}")
         self._freeze(frozen, 1.0)
         self.levels = {n: torch.where(self.masks[n], nearest_levels(w, self.scales[n], max_level(self.bits[n])),
                                       torch.zeros((), dtype=torch.int64)) for n, w in self.weights.items()}
@@ -403,12 +409,8 @@ class Compressor:
     def calibrate(self) -> dict[str, list[float]]:
         """Activation ranges on the first ``calibration_batches`` training batches, in order."""
         bs, n = self.recipe.batch_size, self.recipe.calibration_batches
-        if isinstance(self.train, Split):
-            batches = [self.train.images[i * bs:(i + 1) * bs] for i in range(n) if i * bs < len(self.train.labels)]
-        else:
-            loader = DataLoader(self.train, batch_size=bs, shuffle=False, num_workers=self.workers)
-            batches = [images for _, (images, _labels) in zip(range(n), loader)]
-        return measure_ranges(self.model, batches)
+        images = first_images(self.train, n * bs).to(self.device)
+        return measure_ranges(self.model, list(images.split(bs)))
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return copy.deepcopy(self.model.state_dict())
