@@ -9,7 +9,8 @@ def __getattr__(name):
         from .ir.lower import lower
 
         return lower
-    if name in ("reference", "report"):
+    if name in ("reference", "report", "compress"):
+        # ``compress`` is the compression package, callable as the Python API (api.compress).
         import importlib
 
         return importlib.import_module(f"{__name__}.{name}")

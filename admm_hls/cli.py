@@ -10,28 +10,66 @@ from .errors import UserError
 
 
 def _cmd_compress(args: argparse.Namespace) -> None:
+    import dataclasses
+
     import torch
 
-    from .compress.checkpoint import save_checkpoint
+    from .compress import distributed
     from .compress.pipeline import Compressor
-    from .compress.recipe import load_recipe
-    from .datasets import load_dataset
+    from .compress.recipe import select_recipe, with_overrides
+    from .model_source import from_spec, parse_input_shape, parse_kwargs
+    from .zoo import available_models
 
+    # Every option is checked before the (possibly long) data loading.
+    kwargs = parse_kwargs(args.model_kwargs) if args.model_kwargs is not None else {}
+    shape = parse_input_shape(args.input_shape) if args.input_shape is not None else None
+    for option, value, low in (("--workers", args.workers, 0), ("--input-size", args.input_size, 1),
+                               ("--limit-train", args.limit_train, 1), ("--limit-test", args.limit_test, 1)):
+        if value is not None and value < low:
+            raise UserError(f"{option} must be >= {low}, got {value}")
+    if not args.epoch_scale > 0:
+        raise UserError(f"--epoch-scale must be > 0, got {args.epoch_scale:g}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipe = load_recipe(args.recipe or f"{args.model}_{args.dataset}")
-    if recipe.model != args.model or recipe.dataset != args.dataset:
-        raise UserError(f"recipe is for {recipe.model}/{recipe.dataset}, not {args.model}/{args.dataset}: "
-                        "pass a matching --recipe")
+    recipe = select_recipe(args.recipe, args.model, args.dataset, zoo_model=args.model in available_models())
+    recipe = dataclasses.replace(recipe, model_kwargs={**recipe.model_kwargs, **kwargs},
+                                 input_shape=shape if shape is not None else recipe.input_shape)
+    recipe = with_overrides(recipe, target_ratio=args.target_ratio, target_mode=args.target_mode, bits=args.bits)
     if args.epoch_scale != 1.0:
         recipe = recipe.scaled(args.epoch_scale)
-    train = load_dataset(args.dataset, args.data_dir, "train").head(args.limit_train)
-    test = load_dataset(args.dataset, args.data_dir, "test").head(args.limit_test)
-    compressor = Compressor(recipe, train, test, seed=args.seed, log=lambda line: print(line, flush=True))
-    ckpt = compressor.run()
-    save_checkpoint(ckpt, args.out)
-    print(f"wrote {args.out}: {compressor.pruning_ratio():.1f}x pruned, "
-          + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
+    # The class and its kwargs are checked now (the user named it: importing it is allowed);
+    # the Compressor builds it again from the same cached import.
+    shape = recipe.input_shape or from_spec(recipe.model, recipe.model_kwargs).default_input_shape()
+    train = _compress_data(args, shape, "train", args.limit_train)
+    test = _compress_data(args, shape, "test", args.limit_test)
+    # One process, or one of several under torchrun: each trains its share, rank 0 alone logs
+    # and writes the checkpoint once the ranks have checked that they agree.
+    with distributed.session(args.device) as ctx:
+        log = distributed.main_only(lambda line: print(line, flush=True))
+        compressor = Compressor(recipe, train, test, seed=args.seed, log=log, init=args.init, device=ctx.device,
+                                workers=args.workers)
+        ckpt = compressor.run()
+        distributed.save_agreed(ckpt, args.out, log)
+        log(f"wrote {args.out}: {compressor.pruning_ratio():.1f}x pruned, "
+            + ", ".join(f"{k} {v:.2%}" for k, v in ckpt["accuracy"].items()))
+
+
+def _compress_data(args: argparse.Namespace, shape: tuple[int, ...] | None, split: str, limit: int | None):
+    """One split of the compress command's data set, cut to its first ``limit`` items. An image
+    folder is read at the model's input ``shape``: its channels, and its size unless --input-size."""
+    from torch.utils.data import Subset
+
+    from .datasets import Split, load_dataset
+
+    size, channels = args.input_size, None
+    if args.dataset == "imagefolder":
+        if shape and len(shape) == 3:
+            channels = shape[0]
+            size = size or (shape[1] if shape[1] == shape[2] else None)
+    data = load_dataset(args.dataset, args.data_dir, split, input_size=size, channels=channels)
+    if limit is None:
+        return data
+    return data.head(limit) if isinstance(data, Split) else Subset(data, range(min(limit, len(data))))
 
 
 def _shipped_lenet5():
@@ -273,12 +311,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="admm-hls", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("compress", help="ADMM pruning + quantization of a zoo model")
-    p.add_argument("--model", required=True, help="zoo model name (lenet5, alexnet, vgg16, resnet18)")
-    p.add_argument("--dataset", required=True, help="dataset name (mnist)")
-    p.add_argument("--recipe", help="recipe TOML file or shipped recipe name (default: MODEL_DATASET)")
-    p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
+    p = sub.add_parser("compress", help="ADMM pruning + quantization of a zoo model or your own model class")
+    p.add_argument("--model", required=True,
+                   help="zoo model name (lenet5, alexnet, vgg16, resnet18) or your model class as pkg.module:Class "
+                        "or path/to/file.py:Class (imported: name only code you trust)")
+    p.add_argument("--model-kwargs", metavar="JSON",
+                   help="keyword arguments of the model's constructor as a JSON object, e.g. '{\"classes\": 10}'")
+    p.add_argument("--input-shape", metavar="C,H,W",
+                   help="the input one sample has, without the batch (default: the model's INPUT_SHAPE)")
+    p.add_argument("--dataset", required=True, choices=("mnist", "imagefolder"),
+                   help="mnist (the IDX files) or imagefolder (DIR/train/CLASS/*.png|jpg and DIR/val/...)")
     p.add_argument("--data-dir", help="dataset folder (default: $ADMM_HLS_DATA)")
+    p.add_argument("--input-size", type=int, metavar="N",
+                   help="imagefolder: images are cropped to N x N (default: the dataset's)")
+    p.add_argument("--device", default="auto",
+                   help="where training runs: auto (a GPU when torch sees one, else the CPU), cpu, cuda or cuda:N")
+    p.add_argument("--workers", type=int, default=0,
+                   help="data-loading processes for a dataset read from files (default 0: in this process)")
+    p.add_argument("--init", metavar="FILE",
+                   help="start from these dense weights (a state_dict saved with torch.save) instead of training "
+                        "the dense model: the dense stage only measures their accuracy")
+    p.add_argument("--recipe",
+                   help="recipe TOML file or shipped recipe name (default: MODEL_DATASET if shipped, else generic)")
+    p.add_argument("--target-ratio", type=float, metavar="R",
+                   help="prune to R dense weights per kept weight overall, spread over the layers by the "
+                        "hardware-aware allocator; replaces the recipe's per-layer keep ratios")
+    p.add_argument("--target-mode", choices=("storage", "computation"),
+                   help="what the allocator saves first: weight storage (large layers pruned harder) or computation "
+                        "(conv layers, whose weights cost the most MACs, pruned harder)")
+    p.add_argument("--bits", type=int, metavar="B",
+                   help="weight bits of every layer without its own in the recipe (2..8; sets quantize.bits)")
+    p.add_argument("--out", required=True, help="checkpoint to write (.pt)")
     p.add_argument("--seed", type=int, default=0, help="random seed (same seed, same threads: same result)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: torch's choice)")
     p.add_argument("--limit-train", type=int, help="use only the first N training images (smoke runs)")

@@ -46,18 +46,13 @@ def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
         raise
 
 
-def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False, stored_ranges: bool = True,
-                    model: str | None = None, trust_model_code: bool = False) -> dict[str, Any]:
-    """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
-    where ``requantize``, ``stored_ranges``, ``model`` and ``trust_model_code`` are described);
-    any problem becomes one clear UserError."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
+def read_torch_file(path: Path, fix: str) -> Any:
+    """``torch.load`` with the safe unpickler (tensors and plain types only); a file that needs
+    more, or is no torch file, becomes one UserError ending in ``fix``."""
     try:
         # mmap: tensors stay in the page cache until touched, so a large checkpoint does not
         # have to be resident twice while it is lowered.
-        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except pickle.UnpicklingError as exc:
         # torch names the offending global ("Unsupported global: GLOBAL os.system"); anything
         # else the restricted unpickler rejects is simply not a checkpoint.
@@ -67,11 +62,21 @@ def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False, stored
                 f"refusing {path}: loading it would need unpickling arbitrary code ({found.group(1)}); "
                 "only checkpoints of tensors and plain types are accepted, re-save it as a state_dict"
             ) from None
-        raise UserError(f"{path} is not a readable torch checkpoint (rejected by the safe loader): "
-                        "give the .pt file written by 'admm-hls compress'") from None
+        raise UserError(f"{path} is not a readable torch checkpoint (rejected by the safe loader): {fix}") from None
     except (RuntimeError, zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
         raise UserError(f"{path} is not a readable torch checkpoint ({str(exc).splitlines()[0][:160]}): "
-                        "give the .pt file written by 'admm-hls compress'") from None
+                        f"{fix}") from None
+
+
+def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False, stored_ranges: bool = True,
+                    model: str | None = None, trust_model_code: bool = False) -> dict[str, Any]:
+    """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
+    where ``requantize``, ``stored_ranges``, ``model`` and ``trust_model_code`` are described);
+    any problem becomes one clear UserError."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
+    ckpt = read_torch_file(path, "give the .pt file written by 'admm-hls compress'")
     from .validate import validate_checkpoint
 
     validate_checkpoint(ckpt, where=str(path), requantize=requantize, stored_ranges=stored_ranges, model=model,
@@ -134,11 +139,11 @@ def make_checkpoint(
             "shape": list(g.shape),
             "out_positions": g.out_positions,
             "nonzeros": int(masks[n].sum()),
-            "mask": masks[n].clone(),
+            "mask": masks[n].to("cpu", copy=True),
             "keep_target": keep[n],
             "bits": bits[n] if n in levels else None,
             "scale": scales.get(n),
-            "levels": levels[n].to(torch.int8).clone() if n in levels else None,
+            "levels": levels[n].to("cpu", torch.int8, copy=True) if n in levels else None,
             "break_even": break_even(bits[n], g.rows, g.numel),
         }
     return {
@@ -147,8 +152,9 @@ def make_checkpoint(
         "arch": record,
         "input_shape": list(input_shape),
         "dataset": dataset,
-        # Contiguous copies: training may leave conv weights channels-last.
-        "state_dict": {k: v.clone(memory_format=torch.contiguous_format) for k, v in model.state_dict().items()},
+        # Contiguous CPU copies: training may leave conv weights channels-last, or on a GPU.
+        "state_dict": {k: v.to("cpu", memory_format=torch.contiguous_format, copy=True)
+                       for k, v in model.state_dict().items()},
         "layers": layers,
         "accuracy": dict(accuracy),
         "recipe": recipe,

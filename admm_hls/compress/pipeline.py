@@ -8,23 +8,31 @@ branch them; the magnitude-pruning controls are methods of the same class.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
+import os
 from typing import Any, Callable
 
 import torch
+from torch import nn
+from torch.utils.data import Subset
 
 from ..calibration import measure_ranges
-from ..datasets import MNIST_MEAN, MNIST_STD, Split
+from ..datasets import DATASETS, Split, dataset_record
 from ..errors import UserError
-from ..zoo import build_model, input_shape
+from ..model_source import ModelSource, from_module, from_spec
 from .admm import ADMM
+from .batches import Data, first_images, size, steps_per_epoch, subset
 from .checkpoint import make_checkpoint
+from .device import as_device
+from .init_weights import load_init_weights
 from .masking import MaskSet
 from .projection import (balanced_topk_mask, feasible_balanced_k, max_level, nearest_levels, optimal_scale,
                          project_levels, topk_mask)
-from .recipe import Recipe
+from .recipe import TARGET_MODES, Recipe
 from .targets import allocate_keep, layer_geometry
 from .training import StageHooks, evaluate, predict, prunable_weights, train_stage
+from .validate import BITS_RANGE
 
 METHODS = ("admm", "magnitude", "gradual")
 
@@ -35,23 +43,51 @@ def _fmt_layers(values: dict[str, float], fmt: str) -> str:
     return " ".join(f"{n}={format(v, fmt)}" for n, v in values.items())
 
 
+def _dataset_record(name: str, data: Data) -> dict[str, Any]:
+    """The checkpoint's ``dataset`` entry: for the data sets admm-hls reads, the normalization the
+    hardware's inputs must repeat (and an image folder's geometry); for a caller's own data only
+    its name."""
+    if name not in DATASETS:
+        return {"name": name}
+    while isinstance(data, Subset):  # --limit-train cuts a dataset to its first items
+        data = data.dataset
+    return dataset_record(data)
+
+
 class Compressor:
-    def __init__(self, recipe: Recipe, train: Split, test: Split, seed: int = 0, log: Log = print):
+    """One compression run. The model is built from ``recipe.model`` (a zoo name or an import
+    spec) unless ``model`` gives an instance. The dense start is trained from scratch, or is
+    ``init`` (a state dict file), or, with ``pretrained``, the given instance's own weights."""
+
+    def __init__(self, recipe: Recipe, train: Data, test: Data, seed: int = 0, log: Log = print, *,
+                 model: nn.Module | None = None, init: str | os.PathLike | None = None, pretrained: bool = False,
+                 device: torch.device | str | None = None, workers: int = 0):
         self.recipe, self.test, self.seed, self.log = recipe, test, seed, log
-        self._check_recipe(len(train.labels))
-        cut = len(train.labels) - recipe.holdout
-        self.train = Split(train.images[:cut], train.labels[:cut])
-        # Per-iteration accuracies go on the held-out slice when there is one (tuning never sees
-        # the test set); stage accuracies are always on the test set.
-        self.val = Split(train.images[cut:], train.labels[cut:]) if recipe.holdout else test
-        self.teacher: torch.Tensor | None = None
+        self.device, self.workers = as_device(device), workers
+        self._check_recipe(size(train))
+        self.train, self.val = self._split_holdout(train, test)
+        self.teacher: torch.Tensor | nn.Module | None = None
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed)
-        self.model = build_model(recipe.model, **recipe.model_kwargs)
-        self.input_shape = input_shape(recipe.model)
+        self.source, self.model = self._model(model)
+        # The recipe records the model it ran with: an instance is recorded by its class.
+        self.recipe = dataclasses.replace(self.recipe, model=self.source.source or self.source.name,
+                                          model_kwargs=dict(self.source.kwargs))
+        self.input_shape = self._input_shape()
         self.weights = prunable_weights(self.model)
-        self.geometry = layer_geometry(self.model, self.input_shape)
-        self.bits = {n: recipe.quantize.bits_layers.get(n, recipe.quantize.bits) for n in self.weights}
+        if not self.weights:
+            raise UserError(f"{self.source.name} has no Conv2d or Linear layer: there are no weights to compress")
+        self._check_input(train)
+        self.geometry = self._geometry()  # a forward pass on the CPU
+        # Where the dense weights come from when they are not trained here (history records it).
+        self.start: dict[str, Any] | None = None
+        if pretrained and model is not None:
+            self.start = {"init": "the given model's weights"}
+        if init is not None:
+            self.start = load_init_weights(init, self.model, self.source.name)
+        self.model.to(self.device)  # in place: the parameters keep their identity
+        q = self.recipe.quantize
+        self.bits = {n: q.bits_layers.get(n, q.bits) for n in self.weights}
         self._check_layer_names()
         self.keep = self._keep_ratios()
         self.k = {n: self._count(n, self.keep[n]) for n in self.weights}
@@ -60,6 +96,50 @@ class Compressor:
         self.scales: dict[str, float] = {}
         self.accuracy: dict[str, float] = {}
         self.history: list[dict[str, Any]] = []
+
+    # -- model and data -------------------------------------------------------------------------
+    def _model(self, model: nn.Module | None) -> tuple[ModelSource, nn.Module]:
+        if model is not None:
+            # A copy: compression rewrites the weights, the caller's model stays as it was.
+            return from_module(model, self.recipe.model_kwargs), copy.deepcopy(model)
+        source = from_spec(self.recipe.model, self.recipe.model_kwargs)
+        return source, source.build()
+
+    def _input_shape(self) -> tuple[int, ...]:
+        shape = tuple(self.recipe.input_shape) or self.source.default_input_shape()
+        if not shape:
+            raise UserError(f"{self.source.name} declares no input shape (no INPUT_SHAPE attribute): "
+                            "pass --input-shape C,H,W (input_shape= in Python), e.g. 3,32,32")
+        if not (1 <= len(shape) <= 4 and all(isinstance(d, int) and d >= 1 for d in shape)):
+            raise UserError(f"input shape {list(shape)} must be 1 to 4 positive integers, e.g. 3,32,32")
+        return tuple(shape)
+
+    def _check_input(self, train: Data) -> None:
+        got = tuple(first_images(train, 1)[0].shape)
+        if got != self.input_shape:
+            raise UserError(f"the training images are {got}, {self.source.name} takes {self.input_shape}: "
+                            "pass the --input-shape of the data (or --input-size for an image folder)")
+
+    def _geometry(self):
+        try:
+            return layer_geometry(self.model, self.input_shape)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+            raise UserError(f"{self.source.name} does not run on a {self.input_shape} input ({first}): "
+                            "pass the --input-shape it takes") from None
+
+    def _split_holdout(self, train: Data, test: Data) -> tuple[Data, Data]:
+        """(training data, per-iteration data). Per-iteration accuracies go on the held-out
+        slice when there is one (tuning never sees the test set); stage accuracies are always
+        on the test set."""
+        holdout = self.recipe.holdout
+        if not holdout:
+            return train, test
+        if not isinstance(train, Split):
+            raise UserError(f"recipe holdout {holdout} needs in-memory training data (a Split): set holdout = 0 "
+                            "in the recipe and hold images out of the training folder instead")
+        cut = size(train) - holdout
+        return subset(train, 0, cut), subset(train, cut, size(train))
 
     # -- set-up ---------------------------------------------------------------------------------
     def _check_recipe(self, train_images: int) -> None:
@@ -77,6 +157,12 @@ class Compressor:
                             f"({train_images} available): lower it in the recipe or train on more images")
         if not 0 <= r.distill.alpha <= 1 or r.distill.temperature <= 0:
             raise UserError("recipe distill needs 0 <= alpha <= 1 and temperature > 0")
+        if p.target_mode not in TARGET_MODES or not p.target_ratio >= 0:
+            raise UserError(f"recipe prune.target_mode '{p.target_mode}' / target_ratio {p.target_ratio} must be "
+                            f"one of {', '.join(TARGET_MODES)} / >= 0 (0: per-layer keep)")
+        bits = (r.quantize.bits, *r.quantize.bits_layers.values())
+        if r.quantize.enabled and not all(isinstance(b, int) and BITS_RANGE[0] <= b <= BITS_RANGE[1] for b in bits):
+            raise UserError(f"recipe quantize bits {list(bits)} must be {BITS_RANGE[0]}..{BITS_RANGE[1]}")
 
     def _groups(self, name: str) -> int:
         return min(self.recipe.prune.balance_pe, self.weights[name].shape[0])
@@ -91,13 +177,19 @@ class Compressor:
 
     def _mask(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
         """Support of the exact projection onto the layer's prune set: top-k, or top-k balanced
-        over the lockstep slots when the recipe balances for a PE count."""
+        over the lockstep slots when the recipe balances for a PE count. Chosen on the CPU
+        (once per ADMM iteration, cheap), so every device picks exactly as the CPU does."""
+        cpu = w.detach().cpu()
         if self.recipe.prune.balance_pe and k < w.numel():
-            return balanced_topk_mask(w, k, self._groups(name))
-        return topk_mask(w, k)
+            return balanced_topk_mask(cpu, k, self._groups(name)).to(w.device)
+        return topk_mask(cpu, k).to(w.device)
 
     def _project(self, name: str, w: torch.Tensor, k: int) -> torch.Tensor:
         return torch.where(self._mask(name, w, k), w.detach(), torch.zeros((), dtype=w.dtype))
+
+    def _project_levels(self, name: str, w: torch.Tensor) -> torch.Tensor:
+        """The quantization Z-step, on the CPU like ``_mask``."""
+        return project_levels(w.cpu(), self.masks[name].cpu(), self.bits[name])[0].to(w.device)
 
     def _check_layer_names(self) -> None:
         p, q = self.recipe.prune, self.recipe.quantize
@@ -105,7 +197,6 @@ class Compressor:
                              (q.bits_layers, "quantize.bits_layers"), (q.rho_layers, "quantize.rho_layers")):
             unknown = sorted(set(table) - set(self.weights))
             if unknown:
-                from ..errors import UserError
                 raise UserError(f"recipe {where} names unknown layer(s) {', '.join(unknown)}; "
                                 f"{self.recipe.model} has {', '.join(self.weights)}")
 
@@ -119,14 +210,17 @@ class Compressor:
 
     def _stage(self, epochs: int, optimizer, desc: str, hooks: StageHooks | None = None) -> None:
         train_stage(self.model, self.train, epochs, optimizer, self.recipe.batch_size, self.generator, hooks, desc,
-                    distill=self.recipe.distill, teacher_logits=self.teacher)
+                    distill=self.recipe.distill, teacher=self.teacher, device=self.device, workers=self.workers)
+
+    def _accuracy(self, data: Data) -> float:
+        return evaluate(self.model, data, device=self.device, workers=self.workers)
 
     def _evaluate(self, label: str) -> float:
         """Test accuracy of a finished stage, kept as ``accuracy[label]`` (reported, never used to
         tune); the holdout accuracy, which tuning reads, goes to the history."""
         if self.recipe.holdout:
-            self.history.append({"stage": label, "holdout_accuracy": evaluate(self.model, self.val)})
-        self.accuracy[label] = acc = evaluate(self.model, self.test)
+            self.history.append({"stage": label, "holdout_accuracy": self._accuracy(self.val)})
+        self.accuracy[label] = acc = self._accuracy(self.test)
         return acc
 
     def _split_name(self) -> str:
@@ -141,10 +235,28 @@ class Compressor:
         self.take_teacher()
         return acc
 
+    def use_pretrained(self) -> float:
+        """The dense stage of a pretrained start: its weights are only evaluated, and the history
+        says where they came from."""
+        acc = self._evaluate("dense")
+        self.history.append({"stage": "dense", **self.start})
+        self.log(f"dense: accuracy {acc:.2%} of the pretrained weights ({self.start['init']}), dense training skipped")
+        self.take_teacher()
+        return acc
+
+    def dense_start(self) -> float:
+        return self.use_pretrained() if self.start is not None else self.train_dense()
+
     def take_teacher(self) -> None:
-        """Soft targets of the current (dense) model for every training image, computed once."""
-        if self.recipe.distill.alpha > 0:
-            self.teacher = predict(self.model, self.train)
+        """Soft targets of the current (dense) model: for a Split, its logits for every training
+        image, computed once; for a Dataset (whose shuffled loader gives no sample positions), a
+        frozen copy of the model run on each batch."""
+        if self.recipe.distill.alpha <= 0:
+            return
+        if isinstance(self.train, Split):
+            self.teacher = predict(self.model, self.train, device=self.device, workers=self.workers)
+        else:
+            self.teacher = copy.deepcopy(self.model).eval().requires_grad_(False)
 
     def _run_admm(self, admm: ADMM, stage: str, iterations: int, epochs: int, optimizer, factor: float,
                   hooks: StageHooks) -> None:
@@ -152,7 +264,7 @@ class Compressor:
         for it in range(1, iterations + 1):
             self._stage(epochs, optimizer, f"{stage} {it}/{iterations}", hooks)
             admm.update()
-            acc = evaluate(self.model, self.val)
+            acc = self._accuracy(self.val)
             residual = admm.residuals()
             rho = dict(admm.rho)
             self.history.append({"stage": stage, "iteration": it, "accuracy": acc, "rho": rho, "residual": residual,
@@ -190,8 +302,8 @@ class Compressor:
         """The gradual-magnitude control: the kept count falls from dense to k on a cubic schedule
         (Zhu & Gupta 2017), the masks re-chosen by magnitude every 1/8 epoch."""
         p = self.recipe.prune
-        steps = p.gradual_epochs * math.ceil(len(self.train.labels) / self.recipe.batch_size)
-        every = max(1, math.ceil(len(self.train.labels) / self.recipe.batch_size) // 8)
+        steps = p.gradual_epochs * steps_per_epoch(self.train, self.recipe.batch_size)
+        every = max(1, steps_per_epoch(self.train, self.recipe.batch_size) // 8)
         state = {"step": 0, "masks": MaskSet(self.weights, self.masks)}
 
         def update() -> None:
@@ -234,13 +346,14 @@ class Compressor:
         masks = MaskSet(self.weights, self.masks)
         hooks = StageHooks(before_step=[masks.mask_gradients], after_step=[masks.apply])
         rho = {n: q.rho_layers.get(n, q.rho) for n in self.weights}
-        admm = ADMM(self.weights, lambda n, v: project_levels(v, self.masks[n], self.bits[n])[0], rho)
+        admm = ADMM(self.weights, self._project_levels, rho)
         self._run_admm(admm, "admm-quantize", q.admm_iterations, q.epochs_per_iteration, q.optimizer,
                        q.rho_factor, hooks)
         # Final projection fixes each layer's scale; retraining then only moves weights that are
         # still free, and every frozen weight sits exactly on its level.
         with torch.no_grad():
-            self.scales = {n: optimal_scale(w[self.masks[n]], max_level(self.bits[n])) for n, w in self.weights.items()}
+            self.scales = {n: optimal_scale(w[self.masks[n]].cpu(), max_level(self.bits[n]))
+                           for n, w in self.weights.items()}
         frozen = {n: torch.zeros_like(m) for n, m in self.masks.items()}
         for fraction in q.freeze_schedule:
             self._freeze(frozen, fraction)
@@ -250,7 +363,7 @@ class Compressor:
             hooks = StageHooks(before_step=[free_set.mask_gradients], after_step=[lambda: free_set.restore(values)])
             self._stage(q.epochs_per_freeze, q.retrain_optimizer, f"quantize-retrain {fraction:.0%} frozen", hooks)
             self.log(f"quantize-retrain: {fraction:.0%} of nonzeros frozen on levels, {self._split_name()} accuracy "
-                     f"{evaluate(self.model, self.val):.2%}")
+                     f"{self._accuracy(self.val):.2%}")
         self._freeze(frozen, 1.0)
         self.levels = {n: torch.where(self.masks[n], nearest_levels(w, self.scales[n], max_level(self.bits[n])),
                                       torch.zeros((), dtype=torch.int64)) for n, w in self.weights.items()}
@@ -294,21 +407,22 @@ class Compressor:
         return sum(self.bits[n] * kept[n] for n in kept) / max(1, sum(kept.values()))
 
     def calibrate(self) -> dict[str, list[float]]:
+        """Activation ranges on the first ``calibration_batches`` training batches, in order."""
         bs, n = self.recipe.batch_size, self.recipe.calibration_batches
-        batches = [self.train.images[i * bs:(i + 1) * bs] for i in range(n) if i * bs < len(self.train.labels)]
-        return measure_ranges(self.model, batches)
+        images = first_images(self.train, n * bs).to(self.device)
+        return measure_ranges(self.model, list(images.split(bs)))
 
     def snapshot(self) -> dict[str, torch.Tensor]:
         return copy.deepcopy(self.model.state_dict())
 
     def checkpoint(self) -> dict[str, Any]:
         return make_checkpoint(
-            self.recipe.model, self.recipe.model_kwargs, self.input_shape, self.model, self.geometry,
+            self.source, self.source.kwargs, self.input_shape, self.model, self.geometry,
             masks=self.masks, keep=self.keep, bits=self.bits, levels=self.levels, scales=self.scales,
             accuracy=self.accuracy, recipe=self.recipe.to_dict(), history=self.history,
             calibration={"ranges": self.calibrate(), "batches": self.recipe.calibration_batches,
                          "batch_size": self.recipe.batch_size},
-            dataset={"name": self.recipe.dataset, "mean": [MNIST_MEAN], "std": [MNIST_STD]}, seed=self.seed,
+            dataset=_dataset_record(self.recipe.dataset, self.train), seed=self.seed,
             balance_pe=self.recipe.prune.balance_pe,
         )
 
@@ -323,9 +437,10 @@ class Compressor:
         self.log("targets: " + "; ".join(parts))
 
     def run(self) -> dict[str, Any]:
-        """The full recipe, in order; returns the checkpoint dict."""
+        """The full recipe, in order (the dense stage only evaluated for a pretrained start);
+        returns the checkpoint dict."""
         self.log_targets()
-        self.train_dense()
+        self.dense_start()
         self.prune()
         self.retrain()
         if self.recipe.quantize.enabled:

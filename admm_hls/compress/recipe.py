@@ -2,6 +2,8 @@
 
 A recipe fixes everything the result depends on: per-layer keep ratios (or a global target with
 a storage/computation focus), bits, rho and its schedule, iterations, epochs and optimizers.
+A model without a shipped recipe gets ``generic.toml``; command-line overrides of the target and
+the bits apply to any recipe.
 """
 
 from __future__ import annotations
@@ -15,6 +17,10 @@ from typing import Any
 from ..errors import UserError
 from ..resources import resource_dir
 from .training import DistillSpec, OptimizerSpec
+from .validate import BITS_RANGE
+
+GENERIC = "generic"
+TARGET_MODES = ("storage", "computation")
 
 
 @dataclass(frozen=True)
@@ -68,8 +74,9 @@ class QuantizeStage:
 
 @dataclass(frozen=True)
 class Recipe:
-    model: str = "lenet5"
+    model: str = "lenet5"  # zoo name, or an import spec "pkg.module:Class" / "file.py:Class"
     model_kwargs: dict[str, Any] = field(default_factory=dict)
+    input_shape: tuple[int, ...] = ()  # (C, H, W) the model takes; empty: the model's own default
     dataset: str = "mnist"
     batch_size: int = 128
     calibration_batches: int = 8
@@ -141,3 +148,46 @@ def load_recipe(path_or_name: str | Path) -> Recipe:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise UserError(f"recipe {path} is not valid TOML ({exc}): fix the file") from None
     return recipe_from_dict(data, str(path))
+
+
+def shipped_recipe_exists(name: str) -> bool:
+    return (resource_dir("models") / "recipes" / f"{name}.toml").is_file()
+
+
+def select_recipe(explicit: str | Path | None, model: str, dataset: str, *, zoo_model: bool) -> Recipe:
+    """The recipe a run uses: ``explicit`` (a path or shipped name), else the shipped
+    ``{model}_{dataset}`` of a zoo model, else the generic one. It comes back naming the model
+    spec and dataset it is run with. A zoo model's own recipe must be for that model and data
+    (a recipe's per-layer tables name its layers); the generic recipe and recipes given for
+    imported models name no one model."""
+    own = f"{model}_{dataset}"
+    if explicit is None:
+        explicit = own if zoo_model and shipped_recipe_exists(own) else GENERIC
+    recipe = load_recipe(explicit)
+    if zoo_model and explicit != GENERIC and (recipe.model != model or recipe.dataset != dataset):
+        raise UserError(f"recipe is for {recipe.model}/{recipe.dataset}, not {model}/{dataset}: "
+                        "pass a matching --recipe")
+    return dataclasses.replace(recipe, model=model, dataset=dataset)
+
+
+def with_overrides(recipe: Recipe, *, target_ratio: float | None = None, target_mode: str | None = None,
+                   bits: int | None = None) -> Recipe:
+    """``recipe`` with the command line's target and bits. A target ratio replaces the recipe's
+    per-layer ``prune.keep`` (else the allocator, which reads the ratio, would not run); bits
+    set ``quantize.bits`` only, per-layer ``bits_layers`` stay."""
+    prune, quantize = recipe.prune, recipe.quantize
+    if target_ratio is not None:
+        if not target_ratio >= 1:  # also refuses NaN
+            raise UserError(f"--target-ratio {target_ratio:g} must be >= 1 (dense weights per kept weight, "
+                            "e.g. 8 keeps one in eight)")
+        prune = dataclasses.replace(prune, target_ratio=float(target_ratio), keep={})
+    if target_mode is not None:
+        if target_mode not in TARGET_MODES:
+            raise UserError(f"--target-mode {target_mode!r} is unknown: use one of {', '.join(TARGET_MODES)}")
+        prune = dataclasses.replace(prune, target_mode=target_mode)
+    if bits is not None:
+        if not BITS_RANGE[0] <= bits <= BITS_RANGE[1]:
+            raise UserError(f"--bits {bits} is out of range: weights take {BITS_RANGE[0]}..{BITS_RANGE[1]} bits "
+                            "(2 bits: levels -1, 0, +1)")
+        quantize = dataclasses.replace(quantize, bits=int(bits))
+    return dataclasses.replace(recipe, prune=prune, quantize=quantize)

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..datasets import Split
+from . import distributed
+from .batches import Batch, Data, TrainBatches, eval_batches, size
+from .device import as_device, prefers_channels_last
 
 
 @dataclass(frozen=True)
@@ -68,7 +70,7 @@ class StageHooks:
 
 def train_stage(
     model: nn.Module,
-    data: Split,
+    data: Data,
     epochs: int,
     optimizer: OptimizerSpec,
     batch_size: int,
@@ -76,18 +78,30 @@ def train_stage(
     hooks: StageHooks | None = None,
     desc: str = "train",
     distill: DistillSpec = DistillSpec(),
-    teacher_logits: torch.Tensor | None = None,
+    teacher: torch.Tensor | nn.Module | None = None,
+    *,
+    device: torch.device | str | None = None,
+    workers: int = 0,
 ) -> float:
-    """Train for ``epochs`` with a fresh optimizer; returns the mean task loss of the last epoch.
+    """Train for ``epochs`` with a fresh optimizer; returns the mean task loss of the last epoch
+    (over all ranks when several processes train).
 
-    ``teacher_logits`` (N, classes), computed once for the whole split, are the soft targets of
-    ``distill``: no teacher forward pass per step.
+    ``data``: a Split or any map-style Dataset of (image, label) (see ``batches``); ``batch_size``
+    is the global batch, shared among the ranks. ``teacher`` gives the soft targets of
+    ``distill``: logits (N, classes) computed once for a whole Split (no teacher forward pass per
+    step), or a frozen model run on each batch (any data). Under torch.distributed the model
+    trains wrapped in DistributedDataParallel; the hooks then act on the averaged gradients and
+    on weights that are the same on every rank.
     """
+    device = as_device(device)
     hooks = hooks or StageHooks()
-    to_channels_last(model)
+    model.to(device)
+    if prefers_channels_last(device):
+        to_channels_last(model)
+    net = distributed.parallel(model, device)
     opt = optimizer.build(model.parameters())
-    steps_per_epoch = math.ceil(len(data.labels) / batch_size)
-    total = max(1, epochs * steps_per_epoch)
+    batches = TrainBatches(data, batch_size, generator, device, workers)
+    total = max(1, epochs * len(batches))
     if optimizer.schedule == "cosine":
         sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     else:
@@ -95,14 +109,19 @@ def train_stage(
     model.train()
     last = 0.0
     for epoch in range(epochs):
-        order = torch.randperm(len(data.labels), generator=generator)
-        running, count = 0.0, 0
-        bar = tqdm(range(steps_per_epoch), desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False, unit="batch", disable=None)
-        for step in bar:
-            idx = order[step * batch_size : (step + 1) * batch_size]
-            teacher = teacher_logits[idx] if teacher_logits is not None else None
-            loss = distill.loss(model(_layout(data.images[idx])), data.labels[idx], teacher)
-            full = loss + hooks.penalty() if hooks.penalty is not None else loss
+        # Float64 sums, as Python floats would be, kept on the device: no sync per step.
+        running = torch.zeros((), dtype=torch.float64, device=device)
+        count = 0
+        bar = tqdm(batches.epoch(epoch), total=len(batches), desc=f"{desc} epoch {epoch + 1}/{epochs}", leave=False,
+                   unit="batch", disable=None if distributed.is_main() else True)
+        for step, batch in enumerate(bar):
+            logits = net(batch.images)
+            if len(batch.labels):
+                loss = distill.loss(logits, batch.labels, _soft_targets(teacher, batch))
+            else:  # a last global batch smaller than the rank count leaves this rank nothing
+                loss = logits.sum() * 0.0
+            task = loss * batch.share if batch.share != 1.0 else loss
+            full = task + hooks.penalty() if hooks.penalty is not None else task
             opt.zero_grad(set_to_none=True)
             full.backward()
             for fn in hooks.before_step:
@@ -111,16 +130,26 @@ def train_stage(
             sched.step()
             for fn in hooks.after_step:
                 fn()
-            running += float(loss.detach()) * len(idx)
-            count += len(idx)
-            if step % 50 == 0:
-                bar.set_postfix(loss=f"{running / count:.4f}")
-        last = running / max(1, count)
+            running += loss.detach().double() * len(batch.labels)
+            count += len(batch.labels)
+            if step % 50 == 0 and bar.disable is False:
+                bar.set_postfix(loss=f"{float(running) / max(1, count):.4f}")
+        totals = distributed.sum_across_ranks(torch.stack([running, torch.tensor(float(count), dtype=torch.float64,
+                                                                                  device=device)]))
+        last = float(totals[0]) / max(1.0, float(totals[1]))
     return last
 
 
-def _layout(images: torch.Tensor) -> torch.Tensor:
-    return images.contiguous(memory_format=torch.channels_last) if images.dim() == 4 else images
+def _soft_targets(teacher: torch.Tensor | nn.Module | None, batch: Batch) -> torch.Tensor | None:
+    if teacher is None:
+        return None
+    if isinstance(teacher, torch.Tensor):
+        if batch.index is None:
+            raise ValueError("precomputed teacher logits are indexed per sample, which a Dataset's shuffled loader "
+                             "does not give: pass the frozen teacher model instead")
+        return teacher[batch.index]
+    with torch.no_grad():
+        return teacher(batch.images)
 
 
 def to_channels_last(model: nn.Module) -> None:
@@ -134,19 +163,47 @@ def to_channels_last(model: nn.Module) -> None:
 
 
 @torch.no_grad()
-def predict(model: nn.Module, data: Split, batch_size: int = 1000) -> torch.Tensor:
-    """Logits of every image of ``data``, in order (eval mode)."""
+def _outputs(model: nn.Module, data: Data, batch_size: int, device: torch.device | str | None,
+             workers: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """(logits, labels) of every sample of ``data``, in order, on the device (eval mode). Each
+    rank runs its shard and writes it into zeros; summing over the ranks then assembles the
+    whole, identical on every rank."""
+    device = as_device(device)
+    model.to(device)
     model.eval()
-    to_channels_last(model)
-    return torch.cat([model(_layout(data.images[s : s + batch_size])) for s in range(0, len(data.labels), batch_size)])
+    if prefers_channels_last(device):
+        to_channels_last(model)
+    parts = [(b.index, model(b.images), b.labels) for b in eval_batches(data, batch_size, device, workers)]
+    if distributed.world_size() == 1:
+        if not parts:
+            return torch.empty(0, 0, device=device), torch.empty(0, dtype=torch.int64, device=device)
+        return torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
+    n = size(data)
+    classes = distributed.max_across_ranks(parts[0][1].shape[1] if parts else 0, device)
+    logits = torch.zeros(n, classes, device=device)
+    labels = torch.zeros(n, dtype=torch.int64, device=device)
+    for index, out, lab in parts:
+        logits[index.to(device)] = out.float()
+        labels[index.to(device)] = lab.to(torch.int64)
+    distributed.sum_across_ranks(logits)
+    distributed.sum_across_ranks(labels)
+    return logits, labels
 
 
-@torch.no_grad()
-def evaluate(model: nn.Module, data: Split, batch_size: int = 1000) -> float:
-    """Top-1 accuracy in [0, 1]."""
-    if len(data.labels) == 0:
+def predict(model: nn.Module, data: Data, batch_size: int = 1000, *, device: torch.device | str | None = None,
+            workers: int = 0) -> torch.Tensor:
+    """Logits of every sample of ``data``, in order (eval mode), on ``device``; complete on every
+    rank when several processes run."""
+    return _outputs(model, data, batch_size, device, workers)[0]
+
+
+def evaluate(model: nn.Module, data: Data, batch_size: int = 1000, *, device: torch.device | str | None = None,
+             workers: int = 0) -> float:
+    """Top-1 accuracy in [0, 1] (the same value on every rank)."""
+    if size(data) == 0:
         return 0.0
-    return int((predict(model, data, batch_size).argmax(1) == data.labels).sum()) / len(data.labels)
+    logits, labels = _outputs(model, data, batch_size, device, workers)
+    return int((logits.argmax(1) == labels).sum()) / len(labels)
 
 
 def prunable_weights(model: nn.Module) -> dict[str, nn.Parameter]:
