@@ -83,12 +83,13 @@ def lower(
     A checkpoint pruned to balance lockstep lanes (``balance_pe``) defaults to no fillers: a
     filler is an entry some rows have and others not, and would unbalance the lanes again."""
     from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
+    from ..compress.compact import expand
     from ..compress.validate import validate_checkpoint
 
     options = {"requantize": requantize, "stored_ranges": calibrate is None}
     if isinstance(checkpoint, dict):
-        validate_checkpoint(checkpoint, **options)
-        ckpt = checkpoint
+        ckpt = expand(checkpoint)  # a dict as stored (compact layers) or as in memory
+        validate_checkpoint(ckpt, **options)
     else:
         ckpt = load_checkpoint(checkpoint, **options)
     balance_pe = int(ckpt.get("balance_pe") or 0)
