@@ -2,7 +2,9 @@
 to NaN / Inf / huge / zero, shapes and dtypes changed, keys removed and added, a string or list
 where a tensor was), goes through ``admm-hls build``. Either it is refused (exit 2, one line on
 stderr, no traceback, nothing written under --out) or it builds with every layer's weight bit
-width as in the undamaged build: never a silent change of width."""
+width as in the undamaged build: never a silent change of width. The damage is done either to the
+in-memory checkpoint, which ``save_checkpoint`` then compacts (it must never crash on it), or to
+the compact form as stored (``compact.compact``), which is written as it is."""
 
 import contextlib
 import copy
@@ -19,6 +21,7 @@ from hypothesis import strategies as st
 
 from admm_hls import cli
 from admm_hls.compress.checkpoint import save_checkpoint
+from admm_hls.compress.compact import compact
 from admm_hls.compress.oneshot import project_checkpoint
 
 KEEP = {"conv1": 0.5, "conv2": 0.1, "fc1": 0.02, "fc2": 0.2}
@@ -53,7 +56,7 @@ class Base(tuple):
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory):
-    """(checkpoint, its mutation sites, the undamaged build's widths)."""
+    """(checkpoint, its mutation sites, the undamaged build's widths, the stored form, its sites)."""
     images = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(0))
     ckpt = project_checkpoint("lenet5", KEEP, BITS, images)
     folder = tmp_path_factory.mktemp("fuzz-base")
@@ -61,7 +64,9 @@ def base(tmp_path_factory):
     code, err = build(folder / "base.pt", folder / "out")
     assert code == 0, err
     assert widths(folder / "out") == BITS
-    return Base((ckpt, sites(ckpt), BITS))
+    stored = compact(ckpt)
+    assert all("encoding" in layer for layer in stored["layers"].values())
+    return Base((ckpt, sites(ckpt), BITS, stored, sites(stored)))
 
 
 def sites(obj, path=()) -> list[tuple]:
@@ -168,13 +173,17 @@ def check_outcome(code: int, err: str, out: Path, base_widths: dict[str, int]) -
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.data())
 def test_damaged_checkpoint_is_refused_cleanly_or_builds_the_same_widths(base, data):
-    ckpt, all_sites, base_widths = base
-    site = data.draw(st.sampled_from(all_sites), label="site")
+    ckpt, memory_sites, base_widths, stored, stored_sites = base
+    on_disk = data.draw(st.booleans(), label="damage the stored form")
+    site = data.draw(st.sampled_from(stored_sites if on_disk else memory_sites), label="site")
     op = data.draw(st.sampled_from(("value", "value", "shape", "dtype", "type", "remove", "add")), label="op")
-    bad = mutate(ckpt, site, op, data)
+    bad = mutate(stored if on_disk else ckpt, site, op, data)
     with tempfile.TemporaryDirectory(prefix="admm-hls-fuzz-") as tmp:
         tmp = Path(tmp)
-        torch.save(bad, tmp / "bad.pt")
+        if on_disk:
+            torch.save(bad, tmp / "bad.pt")
+        else:
+            save_checkpoint(bad, tmp / "bad.pt")
         out = tmp / "out"
         code, err = build(tmp / "bad.pt", out)
         check_outcome(code, err, out, base_widths)
@@ -184,7 +193,7 @@ def test_damaged_checkpoint_is_refused_cleanly_or_builds_the_same_widths(base, d
 def test_harmless_damage_builds_a_project_that_passes_csim(base, tmp_path):
     """Damage the rules accept (levels stored as whole floats, balance_pe dropped, an unknown
     top-level key) builds with the same widths and a C++ that equals its reference."""
-    ckpt, _, base_widths = base
+    ckpt, _, base_widths, _, _ = base
     bad = copy.deepcopy(ckpt)
     bad["layers"]["fc1"]["levels"] = bad["layers"]["fc1"]["levels"].to(torch.float64)
     del bad["balance_pe"]

@@ -99,7 +99,7 @@ CASES = [
                                              "not take arguments"),
     (_set(("input_shape",), [1, 32, 32]), "input_shape is [1, 32, 32], lenet5 takes [1, 28, 28]"),
     (_set(("input_shape",), [torch.ones(3), 28, 28]), "input_shape is [tensor([1., 1., 1.]), 28, 28]"),
-    (_set(("version",), 2), "version is 2, this admm-hls reads checkpoint version 1: recompress the model with "
+    (_set(("version",), 3), "version is 3, this admm-hls reads checkpoint versions 1 and 2: recompress the model with "
                             "this admm-hls"),
     (_set(("version",), True), "version is True, this admm-hls reads"),
     (_set(("format",), "other"), "format is not 'admm-hls-checkpoint' (a torch file, but not an admm-hls checkpoint)"),

@@ -1,7 +1,9 @@
 """The checkpoint every later stage reads: a dict of tensors and plain types only.
 
 It loads with ``torch.load(weights_only=True)``: a file that would need arbitrary unpickling is
-refused before any of its code can run.
+refused before any of its code can run. On disk (format version 2) pruned layers are stored
+compactly (``compact.py``); in memory, and in version-1 files, which still load, every weight,
+mask and codebook is a dense tensor.
 """
 
 from __future__ import annotations
@@ -22,13 +24,23 @@ from ..errors import UserError
 from ..model_source import ModelSource
 
 FORMAT = "admm-hls-checkpoint"
-VERSION = 1
+VERSION = 2  # the version written
+READABLE = (1, 2)  # 1: every tensor dense; 2: pruned layers compact (compact.py)
 
 
-def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike) -> None:
+def save_checkpoint(ckpt: dict[str, Any], path: str | os.PathLike, *, version: int = VERSION) -> None:
     """Write atomically (a temporary file in the same folder, then a rename) and
     deterministically: serializing to memory gives the archive a fixed inner name, where saving
-    to a path would name it after the (random) temporary file."""
+    to a path would name it after the (random) temporary file. ``version`` 1 writes the dense
+    form earlier admm-hls wrote (to compare with, or for an older reader)."""
+    from .compact import compact
+
+    if version == VERSION:
+        ckpt = compact(ckpt)
+    elif version == 1:
+        ckpt = dict(ckpt, version=1)
+    else:
+        raise ValueError(f"checkpoint version must be one of {READABLE}, got {version!r}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
@@ -70,15 +82,17 @@ def read_torch_file(path: Path, fix: str) -> Any:
 
 def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False, stored_ranges: bool = True,
                     model: str | None = None, trust_model_code: bool = False) -> dict[str, Any]:
-    """Load safely and validate every field lowering reads (``validate.validate_checkpoint``,
-    where ``requantize``, ``stored_ranges``, ``model`` and ``trust_model_code`` are described);
-    any problem becomes one clear UserError."""
+    """Load safely, expand compact layers (``compact.expand``) and validate every field lowering
+    reads (``validate.validate_checkpoint``, where ``requantize``, ``stored_ranges``, ``model``
+    and ``trust_model_code`` are described); any problem becomes one clear UserError."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"checkpoint {path} does not exist: give the .pt file written by 'admm-hls compress'")
     ckpt = read_torch_file(path, "give the .pt file written by 'admm-hls compress'")
+    from .compact import expand
     from .validate import validate_checkpoint
 
+    ckpt = expand(ckpt, where=str(path))
     validate_checkpoint(ckpt, where=str(path), requantize=requantize, stored_ranges=stored_ranges, model=model,
                         trust_model_code=trust_model_code)
     return ckpt

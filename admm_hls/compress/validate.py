@@ -3,7 +3,7 @@ loaded, so a damaged or foreign checkpoint is one clear line (field, layer, fix)
 traceback deep in lowering or, worse, a build that silently differs from what was compressed.
 
 Rules (the first one broken is reported):
-- header: ``format`` and ``version`` are this admm-hls checkpoint format;
+- header: ``format`` and ``version`` are an admm-hls checkpoint format this admm-hls reads;
 - ``arch``: a zoo model name, or a class (``source``) the user allowed importing, and keyword
   arguments that build it; ``input_shape`` is its input (1-4 positive ints for a class that
   does not declare ``INPUT_SHAPE``);
@@ -49,7 +49,7 @@ def validate_checkpoint(ckpt: Any, *, where: str = "checkpoint", requantize: boo
     when lowering re-measures activation ranges (--calibrate), so the stored ones are not read.
     ``model``, ``trust_model_code``: consent to import the model class a checkpoint of a non-zoo
     architecture names (``model_source.from_record``)."""
-    from .checkpoint import FORMAT, VERSION
+    from .checkpoint import FORMAT, READABLE
 
     def fail(field: str, problem: str, fix: str = DAMAGED) -> NoReturn:
         raise UserError(f"{where}: {field} {problem}: {fix}")
@@ -58,8 +58,8 @@ def validate_checkpoint(ckpt: Any, *, where: str = "checkpoint", requantize: boo
         fail("format", f"is not '{FORMAT}' (a torch file, but not an admm-hls checkpoint)",
              "compress the model with 'admm-hls compress' first")
     version = ckpt.get("version")
-    if not _is_int(version) or version != VERSION:
-        fail("version", f"is {version!r}, this admm-hls reads checkpoint version {VERSION}",
+    if not _is_int(version) or version not in READABLE:
+        fail("version", f"is {version!r}, this admm-hls reads checkpoint versions {' and '.join(map(str, READABLE))}",
              "recompress the model with this admm-hls")
     built = _check_arch(ckpt, fail, model, trust_model_code)
     name = ckpt["arch"]["name"]

@@ -88,14 +88,15 @@ def lower(
     non-zoo architecture (``model_source.from_record``): a --model spec naming that class, or
     trust in what the checkpoint names."""
     from ..compress.checkpoint import load_checkpoint, model_from_checkpoint
+    from ..compress.compact import expand
     from ..compress.validate import validate_checkpoint
     from ..model_source import from_record
 
     consent = {"model": model, "trust_model_code": trust_model_code}
     options = {"requantize": requantize, "stored_ranges": calibrate is None, **consent}
     if isinstance(checkpoint, dict):
-        validate_checkpoint(checkpoint, **options)
-        ckpt = checkpoint
+        ckpt = expand(checkpoint)  # a dict as stored (compact layers) or as in memory
+        validate_checkpoint(ckpt, **options)
     else:
         ckpt = load_checkpoint(checkpoint, **options)
     balance_pe = int(ckpt.get("balance_pe") or 0)
