@@ -4,6 +4,7 @@ import os
 import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,8 +19,9 @@ from admm_hls.compress.recipe import load_recipe, recipe_from_dict
 from admm_hls.compress.training import DistillSpec, OptimizerSpec, evaluate, predict, train_stage
 from admm_hls.datasets import DATA_ENV, Split
 from admm_hls.errors import UserError
-from conftest import REPO
 from test_pipeline import TINY, _data
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def test_resolve_device():
