@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 import torch
-from torch.utils.data import DataLoader, TensorDataset
+from torch.utils.data import DataLoader
 
 import admm_hls
 from admm_hls.cli import main
@@ -17,6 +17,7 @@ from admm_hls.compress.pipeline import Compressor
 from admm_hls.compress.recipe import load_recipe, recipe_from_dict, select_recipe, with_overrides
 from admm_hls.datasets import Split
 from admm_hls.errors import UserError
+from test_pipeline import _as_dataset, _data
 
 # A small CNN in the user's own file; no INPUT_SHAPE, so the command line passes --input-shape.
 NET = """
@@ -185,14 +186,6 @@ def test_bad_option_values_are_one_line(capsys, tmp_path, option, expected):
     assert expected in err and not out.exists()
 
 
-def _tensor_data(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    labels = torch.randint(0, 10, (n,), generator=g)
-    images = torch.randn(n, 1, 28, 28, generator=g) * 0.3
-    images[torch.arange(n), 0, labels * 2 + 3, 5:23] += 2.0  # a learnable class signal
-    return TensorDataset(images, labels)
-
-
 TINY = {"batch_size": 64, "calibration_batches": 2, "dense": {"epochs": 1},
         "prune": {"target_ratio": 3, "admm_iterations": 1, "retrain_epochs": 1},
         "quantize": {"bits": 3, "admm_iterations": 1, "freeze_schedule": [0.5]}}
@@ -203,8 +196,8 @@ def test_python_api_with_dataloaders(net_file, tmp_path):
     before = {k: v.clone() for k, v in model.state_dict().items()}
     lines = []
     out = tmp_path / "api.pt"
-    ckpt = admm_hls.compress(model, DataLoader(_tensor_data(256, 0), batch_size=32, shuffle=True),
-                             DataLoader(_tensor_data(128, 1), batch_size=100), recipe=TINY, out=out,
+    ckpt = admm_hls.compress(model, DataLoader(_as_dataset(_data(256, 0)), batch_size=32, shuffle=True),
+                             DataLoader(_as_dataset(_data(128, 1)), batch_size=100), recipe=TINY, out=out,
                              model_kwargs={"width": 6}, log=lines.append)
     assert any("dense training skipped" in line for line in lines)
     assert ckpt["history"][0] == {"stage": "dense", "init": "the given model's weights"}
@@ -216,7 +209,7 @@ def test_python_api_with_dataloaders(net_file, tmp_path):
 
 
 def test_spec_without_input_shape_asks_for_it(net_file):
-    data = _tensor_data(8, 0)
+    data = _as_dataset(_data(8, 0))
     with pytest.raises(UserError, match="pass --input-shape C,H,W"):
         admm_hls.compress(f"{net_file}:Net", data, data, recipe=TINY)
     with pytest.raises(UserError, match=r"the training images are \(1, 28, 28\), Net takes \(1, 32, 32\)"):
@@ -226,7 +219,7 @@ def test_spec_without_input_shape_asks_for_it(net_file):
 def test_compressor_on_a_dataset(net_file):
     """Dataset-backed data: calibration reads its first batches in order, like a Split's; a
     holdout needs a Split."""
-    data = _tensor_data(200, 0)
+    data = _as_dataset(_data(200, 0))
     recipe = dataclasses.replace(recipe_from_dict(TINY), model=f"{net_file}:Shaped")
     from_dataset = Compressor(recipe, data, data, log=lambda s: None)
     from_split = Compressor(recipe, Split(*data.tensors), data, log=lambda s: None)

@@ -10,7 +10,6 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 from torch import nn
-from torch.utils.data import TensorDataset
 
 from admm_hls.compress.checkpoint import load_checkpoint
 from admm_hls.compress.device import resolve_device
@@ -19,7 +18,7 @@ from admm_hls.compress.recipe import load_recipe, recipe_from_dict
 from admm_hls.compress.training import DistillSpec, OptimizerSpec, evaluate, predict, train_stage
 from admm_hls.datasets import DATA_ENV, Split
 from admm_hls.errors import UserError
-from test_pipeline import TINY, _data
+from test_pipeline import TINY, _as_dataset, _data
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -38,10 +37,6 @@ def test_resolve_device():
 def _small_cnn() -> nn.Module:
     torch.manual_seed(0)
     return nn.Sequential(nn.Conv2d(1, 4, 5, stride=3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 8 * 8, 10))
-
-
-def _as_dataset(split: Split) -> TensorDataset:
-    return TensorDataset(split.images, split.labels)
 
 
 def test_dataset_evaluation_equals_the_split_path():

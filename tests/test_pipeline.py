@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+from torch.utils.data import TensorDataset
 
 from admm_hls.compress.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
 from admm_hls.compress.pipeline import Compressor
@@ -28,6 +29,11 @@ def _data(n: int, seed: int) -> Split:
     images = torch.randn(n, 1, 28, 28, generator=g) * 0.3
     images[torch.arange(n), 0, labels * 2 + 3, 5:23] += 2.0  # a learnable class signal
     return Split(images, labels)
+
+
+def _as_dataset(split: Split) -> TensorDataset:
+    """The same images as a map-style Dataset (the DataLoader path of the training engine)."""
+    return TensorDataset(split.images, split.labels)
 
 
 @pytest.fixture(scope="module")
