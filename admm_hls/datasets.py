@@ -122,10 +122,18 @@ def load_dataset(name: str, folder: str | os.PathLike | None, split: str, *, inp
     return load_image_folder(data_dir(folder, "imagefolder"), split, **options)
 
 
+# The dataset entry of data a caller brings (the Python API, a Dataset of their own): no
+# normalization admm-hls knows, so build makes random test vectors instead of reading a set.
+CALLER_DATA = "custom"
+
+
 def dataset_record(data) -> dict:
     """The checkpoint's ``dataset`` entry for what load_dataset returned: the normalization a
-    deployment must repeat, plus for image folders the input geometry and the class count."""
+    deployment must repeat, plus for image folders the input geometry and the class count; for
+    any other Dataset only its name, ``CALLER_DATA``."""
     if isinstance(data, Split):
         return {"name": "mnist", "mean": [MNIST_MEAN], "std": [MNIST_STD]}
+    if not hasattr(data, "classes"):
+        return {"name": CALLER_DATA}
     return {"name": "imagefolder", "mean": list(data.mean), "std": list(data.std), "input_size": data.input_size,
             "channels": data.channels, "classes": len(data.classes)}

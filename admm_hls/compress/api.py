@@ -11,16 +11,11 @@ from typing import Any, Callable
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 
-from ..datasets import Split
+from ..datasets import CALLER_DATA, Split
 from ..errors import UserError
 from .checkpoint import save_checkpoint
 from .pipeline import Compressor
 from .recipe import GENERIC, Recipe, load_recipe, recipe_from_dict
-
-# What the checkpoint's dataset entry names when the data comes from the caller (build then
-# makes random test vectors instead of reading MNIST).
-CALLER_DATA = "custom"
-
 
 def compress(model: nn.Module | str, train_loader: DataLoader | Split, test_loader: DataLoader | Split, *,
              recipe: Recipe | str | os.PathLike | dict | None = None, out: str | os.PathLike | None = None,

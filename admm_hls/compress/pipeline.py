@@ -51,8 +51,6 @@ def _dataset_record(name: str, data: Data) -> dict[str, Any]:
         return {"name": name}
     while isinstance(data, Subset):  # --limit-train cuts a dataset to its first items
         data = data.dataset
-    if not isinstance(data, Split) and not hasattr(data, "classes"):
-        return {"name": "custom"}  # a caller's own Dataset under a recipe that names a built-in set
     return dataset_record(data)
 
 
