@@ -98,14 +98,15 @@ def load_checkpoint(path: str | os.PathLike, *, requantize: bool = False, stored
     return ckpt
 
 
-def model_from_checkpoint(ckpt: dict[str, Any], *, model: str | None = None,
-                          trust_model_code: bool = False) -> torch.nn.Module:
+def model_from_checkpoint(ckpt: dict[str, Any], *, model: str | None = None, trust_model_code: bool = False,
+                          architecture: ModelSource | None = None) -> torch.nn.Module:
     """Rebuild the architecture and load the compressed weights. A checkpoint of a non-zoo class
     imports it only with consent: ``model`` (the user's --model spec) or ``trust_model_code``
-    (see ``model_source.from_record``)."""
+    (see ``model_source.from_record``); ``architecture``: that decision already taken."""
     from ..model_source import from_record
 
-    architecture = from_record(ckpt["arch"], model=model, trust=trust_model_code)
+    if architecture is None:
+        architecture = from_record(ckpt["arch"], model=model, trust=trust_model_code)
     # Built on the meta device and given the checkpoint's own tensors: no random initialization
     # and no second copy of the weights.
     with torch.device("meta"):

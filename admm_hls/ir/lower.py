@@ -92,8 +92,8 @@ def lower(
     from ..compress.validate import validate_checkpoint
     from ..model_source import from_record
 
-    consent = {"model": model, "trust_model_code": trust_model_code}
-    options = {"requantize": requantize, "stored_ranges": calibrate is None, **consent}
+    options = {"requantize": requantize, "stored_ranges": calibrate is None, "model": model,
+               "trust_model_code": trust_model_code}
     if isinstance(checkpoint, dict):
         ckpt = expand(checkpoint)  # a dict as stored (compact layers) or as in memory
         validate_checkpoint(ckpt, **options)
@@ -102,7 +102,10 @@ def lower(
     balance_pe = int(ckpt.get("balance_pe") or 0)
     if max_filler_rate is None and balance_pe:
         max_filler_rate = 0.0
-    network = model_from_checkpoint(ckpt, **consent)
+    # What is built: for an imported class, the source actually imported (--model's file when
+    # the checkpoint's has moved).
+    architecture = from_record(ckpt["arch"], model=model, trust=trust_model_code)
+    network = model_from_checkpoint(ckpt, architecture=architecture)
     if calibrate is not None:
         ranges = measure_ranges(network, list(torch.as_tensor(calibrate).split(256)))
     else:
@@ -112,9 +115,6 @@ def lower(
     graph = lower_model(network, tuple(ckpt["input_shape"]), ranges, checkpoint_levels(ckpt), act_bits=act_bits,
                         weight_bits=weight_bits, acc_bits=acc_bits, name=ckpt["arch"]["name"],
                         weight_format=weight_format, max_filler_rate=max_filler_rate)
-    # What was built: for an imported class, the source actually imported (--model's file when
-    # the checkpoint's has moved).
-    architecture = from_record(ckpt["arch"], model=model, trust=trust_model_code)
     graph.meta.update(arch=architecture.record(), accuracy=ckpt.get("accuracy", {}), dataset=ckpt.get("dataset"),
                       balance_pe=balance_pe)
     return graph
