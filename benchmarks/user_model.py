@@ -26,8 +26,6 @@ HERE = Path(__file__).resolve().parent
 MODEL = '''
 from torch import nn
 
-INPUT_SHAPE = (1, 28, 28)
-
 
 class SmallNet(nn.Module):
     """Defined outside admm-hls: conv, pool, conv, pool, two linear layers."""
@@ -54,6 +52,11 @@ def run(cmd: list[str], cwd: Path) -> tuple[float, str]:
     return seconds, done.stdout
 
 
+def line_starting(text: str, word: str) -> str:
+    """The first output line that starts with ``word`` (a status or total line)."""
+    return next(line.strip() for line in text.splitlines() if line.startswith(word))
+
+
 def accuracies(path: Path) -> dict:
     from admm_hls.compress.checkpoint import load_checkpoint
 
@@ -75,15 +78,17 @@ def main() -> None:
         (tmp / "smallnet.py").write_text(MODEL)
         spec = f"{tmp / 'smallnet.py'}:SmallNet"
         user = {}
-        user["compress_seconds"], _ = run(cli + ["compress", "--model", spec, "--out", "small.pt", "--threads", "2"] + common, tmp)
+        user["compress_seconds"], _ = run(cli + ["compress", "--model", spec, "--input-shape", "1,28,28", "--out", "small.pt",
+                                                 "--threads", "2"] + common, tmp)
         user["accuracy"] = accuracies(tmp / "small.pt")
         user["checkpoint_bytes"] = (tmp / "small.pt").stat().st_size
         user["build_seconds"], _ = run(cli + ["build", "small.pt", "--model", spec, "--out", "hls", "--vectors", "4"],
                                        tmp)
         user["csim_seconds"], out = run(cli + ["csim", "hls"], tmp)
-        user["csim"] = out.strip().splitlines()[-1]
+        user["csim"] = line_starting(out, "csim")
         user["rtlsim_seconds"], out = run(cli + ["rtlsim", "hls", "--simulator", "verilator"], tmp)
-        user["rtlsim"] = out.strip().splitlines()[-1]
+        user["rtlsim"] = line_starting(out, "rtlsim")
+        user["rtl_cycles_total_ideal_utilization"] = line_starting(out, "total")
         result["user_model"] = user
 
         procs = {}
