@@ -208,7 +208,8 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
     from .sim.rtlsim import run_rtlsim
 
     project, rtl = _rtl_project(args.dir)
-    result = run_rtlsim(project.path, args.simulator, n=args.n, waves=args.waves, verbose=args.verbose)
+    result = run_rtlsim(project.path, args.simulator, n=args.n, waves=args.waves, verbose=args.verbose,
+                        overlap=not args.no_overlap)
     status = "PASS" if result.passed else "FAIL"
     print(f"rtlsim {status} ({args.simulator}): {result.n} vectors, {result.mismatches} mismatching outputs, "
           f"{result.seconds:.1f} s")
@@ -227,6 +228,11 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
                 print(f"{name:12s} {'':4s} {count:10,d}")
         print(f"{'total':12s} {'':4s} {result.cycles[0]:10,d} {sum(ideal.values()):10,d} "
               f"{sum(ideal.values()) / max(1, result.cycles[0]):11.1%}")
+        print(f"latency: {result.cycles[0]:,d} cycles for one image (plan: {rtl.get('latency', 0):,d})")
+    if result.interval:
+        # steady state: the last interval, once the pipeline of stages is full
+        print(f"throughput: one result every {result.interval[-1]:,d} cycles with {result.n} images in flight "
+              f"(plan: {rtl.get('interval', 0):,d}, the slowest stage)")
     for line in result.waves:
         print(f"waves: {line}")
     if not result.passed:
@@ -239,15 +245,46 @@ def _cmd_rtlsim(args: argparse.Namespace) -> None:
 def _cmd_synth(args: argparse.Namespace) -> None:
     from pathlib import Path
 
+    project, _ = _rtl_project(args.dir)
+    rtl = Path(args.dir) / "rtl"
+    if args.engines:
+        _synth_engines(args, project, rtl)
+        return
+    from .backends.rtl.implement import format_implementation, implement, load_design
+
+    flow = args.flow or "xilinx"
+    if args.jobs is not None:
+        raise UserError("--jobs applies to --engines (one yosys run per engine); the whole top is one run")
+    pnr_options = (("--device", args.device), ("--freq", args.freq), ("--seed", args.seed))
+    if flow == "xilinx":
+        given = [option for option, value in pnr_options if value is not None]
+        if given:
+            raise UserError(f"{given[0]} applies to --flow ecp5 (place and route); --flow xilinx only synthesizes")
+    elif args.family is not None:
+        raise UserError("--family applies to --flow xilinx and --engines (synth_xilinx)")
+    load_design(rtl)  # bad input fails before the (long) run
+    record = implement(rtl, flow, device=args.device, family=args.family, part=project.manifest.get("part"),
+                       freq_mhz=args.freq, seed=1 if args.seed is None else args.seed, progress=not args.json)
+    if args.json:
+        print(json.dumps(record, indent=2, sort_keys=True))
+    else:
+        print(format_implementation(record), end="")
+
+
+def _synth_engines(args: argparse.Namespace, project, rtl) -> None:
+    """``synth --engines``: every engine instance on its own, recorded in the manifest."""
     from .backends.rtl.synth import format_table, load_engines, synth_engines
     from .build.project import record_resources
 
-    project, _ = _rtl_project(args.dir)
+    given = [option for option, value in (("--device", args.device), ("--freq", args.freq), ("--seed", args.seed))
+             if value is not None]
+    if given:
+        raise UserError(f"{given[0]} applies to --flow ecp5, not --engines")
     if args.jobs is not None and args.jobs < 1:
         raise UserError(f"--jobs must be >= 1, got {args.jobs}")
-    load_engines(Path(args.dir) / "rtl")  # bad input fails before the (long) synthesis
-    result = synth_engines(Path(args.dir) / "rtl", family=args.family, part=project.manifest.get("part"),
-                           jobs=args.jobs, progress=not args.json)
+    load_engines(rtl)  # bad input fails before the (long) synthesis
+    result = synth_engines(rtl, family=args.family, part=project.manifest.get("part"), jobs=args.jobs,
+                           progress=not args.json)
     record_resources(project.path, result)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
@@ -427,11 +464,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--n", type=int, help="simulate only the first N vectors")
     p.add_argument("--waves", action="store_true", help="write a waveform file")
     p.add_argument("--verbose", action="store_true", help="show the simulator's and cocotb's output (else in logs)")
+    p.add_argument("--no-overlap", action="store_true",
+                   help="build the top with one image in flight (OVERLAP=0), to compare its throughput")
     p.set_defaults(func=_cmd_rtlsim)
 
-    p = sub.add_parser("synth", help="LUT/FF/DSP/BRAM of each RTL engine of a built project (yosys synth_xilinx)")
+    p = sub.add_parser("synth", help="LUT/FF/DSP/BRAM (and ECP5 Fmax) of a built project's whole RTL top "
+                                     "(yosys; nextpnr-ecp5), or of each RTL engine (--engines)")
     p.add_argument("dir", help="project folder written by 'admm-hls build'")
-    p.add_argument("--jobs", type=int, help="yosys runs at once (default: the CPU count)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--flow", choices=("xilinx", "ecp5"),
+                       help="whole top: xilinx (yosys synth_xilinx, counts only; the default) or ecp5 (yosys "
+                            "synth_ecp5, nextpnr-ecp5 place and route, Fmax); writes rtl/implementation.json/.txt")
+    which.add_argument("--engines", action="store_true",
+                       help="each engine instance on its own (synth_xilinx); writes rtl/resources.txt and the "
+                            "manifest's rtl.resources")
+    p.add_argument("--device", choices=("25k", "45k", "85k"),
+                   help="--flow ecp5: the LFE5U device (default: the smallest that holds the design)")
+    p.add_argument("--freq", type=float, help="--flow ecp5: target clock in MHz (default 100)")
+    p.add_argument("--seed", type=int, help="--flow ecp5: nextpnr placement seed (default 1)")
+    p.add_argument("--jobs", type=int, help="--engines: yosys runs at once (default: the CPU count)")
     p.add_argument("--family", help="synth_xilinx -family (default: from the project's part, e.g. xcup)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     p.set_defaults(func=_cmd_synth)

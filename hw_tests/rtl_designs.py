@@ -13,6 +13,7 @@ from torch import nn
 from admm_hls import reference
 from admm_hls.backends.rtl.render import render_rtl
 from admm_hls.build.vectors import test_vectors
+from admm_hls.hw.blob import weight_blob
 from admm_hls.hw.plan import make_plan
 from admm_hls.calibration import measure_ranges
 from admm_hls.ir.lower import lower_model
@@ -43,11 +44,16 @@ def repack(node, fmt: str, index_bits: int = 4) -> None:
     node.packed = dataclasses.replace(node.packed, format=fmt, layer=new)
 
 
-def write_design(folder: Path, graph, x_int: np.ndarray, pe: int | None = 1) -> Path:
-    """rtl/ (Verilog, memory images, cocotb testbench) and tb/data/ (reference vectors) of the
-    plan with ``pe`` lanes per layer (None: the checkpoint's balance_pe, as ``build``)."""
-    files = render_rtl(graph, make_plan(graph, pe=pe, check_memory=False))
+def write_design(folder: Path, graph, x_int: np.ndarray, pe: int | None = 1, onchip_kb: float = 512.0) -> Path:
+    """rtl/ (Verilog, memory images, cocotb testbench) and tb/data/ (reference vectors, and the
+    weight blob when layers are off-chip) of the plan with ``pe`` lanes per layer (None: the
+    checkpoint's balance_pe, as ``build``) and ``onchip_kb`` (0: every weighted layer reads its
+    words over AXI)."""
+    plan = make_plan(graph, pe=pe, check_memory=False, onchip_kb=onchip_kb)
+    files = render_rtl(graph, plan)
     files.update(test_vectors(graph, np.asarray(x_int, dtype=np.int64)))
+    if plan.blob_layers():
+        files["tb/data/weights.bin"] = weight_blob(plan)
     for rel, data in files.items():
         path = folder / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -144,7 +144,7 @@ class OddGeometry(nn.Module):
         return self.fc(self.pool2(self.conv2(x)).flatten(1))
 
 
-@pytest.fixture(scope="module", params=[1, 3], ids=["pe1", "pe3"])
+@pytest.fixture(scope="module", params=[1, 3, 16], ids=["pe1", "pe3", "pe16"])
 def odd_design(tmp_path_factory, request):
     torch.manual_seed(17)
     model = prune(OddGeometry(), keep=0.5, seed=17)
@@ -215,8 +215,28 @@ def test_conv_pool_linear(conv_design, sim):
     check(result, expected(graph, x_int))
     layers = result.layer_cycles[0]
     assert set(layers) >= {"conv1", "pool", "conv2", "fc", "load", "send"}
-    assert result.cycles[0] >= sum(layers.values())
+    assert result.cycles[0] >= sum(layers.values())  # a chain: one image passes every stage in turn
     assert_cycle_model(graph, result)
+    assert_overlap_model(graph, result)
+
+
+def assert_overlap_model(graph, result, pe: int | None = 1, onchip_kb: float = 512.0):
+    """One image takes the plan's latency (the longest path of stages); with every image in
+    flight a result comes every plan interval (the slowest stage), far below the latency."""
+    from admm_hls.hw.plan import make_plan
+
+    plan = make_plan(graph, pe=pe, check_memory=False, onchip_kb=onchip_kb)
+    assert result.cycles == [plan.latency("rtl")] * result.n
+    assert len(result.interval) == result.n - 1 and set(result.interval) == {plan.interval("rtl")}
+    assert plan.interval("rtl") < plan.latency("rtl")
+
+
+def test_one_image_at_a_time(conv_design, sim):
+    """OVERLAP = 0: the load waits for the previous result, so results come one latency apart."""
+    folder, graph, x_int = conv_design
+    result = run_rtlsim(folder, sim, overlap=False, n=3)
+    check(result, expected(graph, x_int[:3]))
+    assert min(result.interval) >= result.cycles[0] > max(result.interval) - 8  # latency plus the handshake
 
 
 def test_conv_pool_linear_with_stalls(conv_design, sim):
@@ -227,9 +247,31 @@ def test_conv_pool_linear_with_stalls(conv_design, sim):
 
 
 def test_reset_between_inferences(conv_design, sim):
-    """Two inferences with a reset between, and a reset in the middle of an inference."""
-    result = _run(conv_design, sim, testcase="test_reset_between")
-    assert result.passed and result.tests == 1, result.failures
+    """Two inferences with a reset between, a reset in the middle of an inference, and a reset
+    while several images are in flight."""
+    result = _run(conv_design, sim, testcase=["test_reset_between", "test_reset_with_images_in_flight"])
+    assert result.passed and result.tests == 2, result.failures
+
+
+@pytest.fixture(scope="module")
+def offchip_design(tmp_path_factory):
+    """Every weighted layer off-chip (--onchip-kb 0): its words over AXI from the weight blob."""
+    torch.manual_seed(7)
+    model = prune(ConvNet(), keep=0.5, seed=7)
+    graph = lower(model, torch.randn(64, 2, 8, 8))
+    x_int = random_inputs((2, 8, 8), 4, seed=8)
+    folder = write_design(tmp_path_factory.mktemp("offchip"), graph, x_int, pe=3, onchip_kb=0)
+    return folder, graph, x_int
+
+
+def test_offchip_weights_with_stalls(offchip_design, sim):
+    """AXI4 weight reads under random ARREADY / RVALID pauses and stream stalls, images in flight
+    and a reset among them: the same outputs."""
+    folder, graph, x_int = offchip_design
+    assert "m_axi_w_" in (folder / "rtl" / "admm_top.v").read_text()
+    result = _run(offchip_design, sim, stalls=True, testcase=None)
+    check(result, expected(graph, x_int))
+    assert result.tests == 4 and result.interval
 
 
 # Icarus runs LeNet-5 about 10x slower than Verilator: it checks the first images, Verilator all.
@@ -251,13 +293,16 @@ def test_residual_concat_avgpool_relu(branch_design, sim):
     result = _run((folder, graph, x_int), sim)
     check(result, expected(graph, x_int))
     assert_cycle_model(graph, result, pe)
+    assert_overlap_model(graph, result, pe)  # a DAG: the longest path, not the sum
 
 
 def test_odd_geometry(odd_design, sim):
+    """Odd feature-map sizes and odd lane splits (1, 3 and 16 PEs): banks of unequal bands."""
     folder, graph, x_int, pe = odd_design
     result = _run((folder, graph, x_int), sim)
     check(result, expected(graph, x_int))
     assert_cycle_model(graph, result, pe)
+    assert_overlap_model(graph, result, pe)
 
 
 # One simulator: the design is the largest of the suite and Verilator spends minutes compiling it;
@@ -345,7 +390,7 @@ def test_testbench_drives_any_implementation_of_the_ports(linear_design, sim, tm
     copy = tmp_path / "wrapped"
     shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("sim_build_*"))
     top = copy / "rtl" / "admm_top.v"
-    text = top.read_text().replace("module admm_top (", "module admm_core (", 1)
+    text = top.read_text().replace("module admm_top #(", "module admm_core #(", 1)
     widths = {"in_stream_TDATA": "[7:0] ", "out_stream_TDATA": "[7:0] "}
     outputs = {"ap_done", "ap_idle", "ap_ready", "in_stream_TREADY", "out_stream_TDATA", "out_stream_TVALID",
                "out_stream_TLAST", "out_stream_TKEEP", "out_stream_TSTRB"}
@@ -356,7 +401,8 @@ def test_testbench_drives_any_implementation_of_the_ports(linear_design, sim, tm
     check(wrapped, expected(graph, x_int))
     original = run_rtlsim(folder, sim)
     assert wrapped.layer_cycles[0] == {"load": 0, "send": 0}  # no counters to read
-    assert wrapped.cycles == original.cycles
+    # sim time counts from ap_start, the counter from the first input value: one cycle apart
+    assert wrapped.cycles == [c + 1 for c in original.cycles]
 
 
 def test_cli_rtlsim_quiet_and_a_broken_design(tmp_path, capsys):

@@ -61,8 +61,8 @@ def test_unsupported_op_is_named():
 
 def test_each_lane_reads_its_group_stream():
     """Lane (g, b)'s ROM image is group g's lockstep stream (the HLS kernel's ROM row g), and its
-    row table (first word and bit offset, entry count, output base, bias of each row) lists the
-    slots in which group g has a row."""
+    row table (first word and entry slot, entry count, output base in the lane's bank, bias of
+    each row) lists the slots in which group g has a row."""
     graph = _graph()
     plan = make_plan(graph, pe=2)
     files = render_rtl(graph, plan)
@@ -71,7 +71,7 @@ def test_each_lane_reads_its_group_stream():
     for layer in plan.weighted():
         node, s, st = graph[layer.name], layer.schedule, layer.stream
         assert s.lanes == 2
-        howo = node.shape[1] * node.shape[2] if node.op == "conv" else 1
+        lay = layer.layout
         start = np.concatenate([[0], np.cumsum(s.slot_count)])[:-1]
         rom = _inc(hls, f"firmware/weights/{layer.ident}_words.inc")
         seen = []
@@ -86,15 +86,18 @@ def test_each_lane_reads_its_group_stream():
             table = _mem(files, f"{stem}_rows.mem")
             assert len(table) == slots.size == int(p["ROWS"])
             for slot, row in zip(slots, table):
-                word, off = row & ((1 << ww) - 1), (row >> ww) & 63
+                word, k = row & ((1 << ww) - 1), (row >> ww) & 63
                 count, obase = (row >> (ww + 6)) & ((1 << cw) - 1), (row >> (ww + 6 + cw)) & ((1 << ow) - 1)
                 bias = row >> (ww + 6 + cw + ow)
-                assert word * st.per_word + off // st.width == start[slot] and off % st.width == 0
-                assert count == s.slot_count[slot] >= st.entries[s.slot_rows[slot, g]]
-                assert obase == s.slot_rows[slot, g] * howo
-                assert bias == int(st.bias[obase // howo]) & ((1 << ab) - 1)
+                out_row = s.slot_rows[slot, g]
+                assert word * st.per_word + k == start[slot] and k < st.per_word
+                assert count == s.slot_count[slot] >= st.entries[out_row]
+                # the row's first output in the lane's bank: its slot x band rows x output width
+                assert obase == slot * lay.band_rows * lay.shape[2] == lay.channel_base[out_row]
+                assert lay.group_of[out_row] == g
+                assert bias == int(st.bias[out_row]) & ((1 << ab) - 1)
                 if list(e["band"]) == list(s.bands[0]):
-                    seen.append(obase // howo)
+                    seen.append(out_row)
         assert sorted(seen) == list(range(st.rows))
 
 

@@ -69,7 +69,7 @@ def synthesized(tmp_path_factory):
     need_yosys()
     project = small_project(tmp_path_factory.mktemp("synth") / "proj")
     before = json.loads((project / "manifest.json").read_text())
-    code, out, err = run_cli("synth", str(project), "--jobs", "2")
+    code, out, err = run_cli("synth", str(project), "--engines", "--jobs", "2")
     assert code == 0, err
     after = json.loads((project / "manifest.json").read_text())
     return project, before, out, after
@@ -149,12 +149,12 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path):
     project = small_project(tmp_path / "proj")
     (project / "rtl" / ENGINES).unlink()
     manifest = (project / "manifest.json").read_bytes()
-    code, out, err = run_cli("synth", str(project))
+    code, out, err = run_cli("synth", str(project), "--engines")
     assert code == 2 and "engines.json" in err and len(err.strip().splitlines()) == 1
     assert (project / "manifest.json").read_bytes() == manifest
     assert not (project / "rtl" / RESOURCES_TXT).exists()
     shutil.rmtree(project / "rtl")
-    code, _, err = run_cli("synth", str(project))
+    code, _, err = run_cli("synth", str(project), "--engines")
     assert code == 2 and "rtl" in err
     with pytest.raises(UserError, match="not a folder"):
         synth_engines(tmp_path / "nowhere")

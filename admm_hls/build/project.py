@@ -109,7 +109,7 @@ def _manifest(graph: LayerGraph, plan: HardwarePlan, vectors: dict[str, Any], bl
               rtl: dict[str, Any]) -> dict[str, Any]:
     from .. import __version__
     from ..backends.hls.flow import FLOW_TARGET
-    from ..backends.hls.render import blob_port
+    from ..hw.blob import blob_port
     from ..report import graph_report
 
     report = graph_report(graph)
@@ -299,8 +299,10 @@ def _rtl(graph: LayerGraph, plan: HardwarePlan) -> tuple[dict[str, bytes], dict[
                                "pes": s.lanes, "nonzero_macs": layer.nonzero_macs,
                                "ideal_cycles": -(-layer.nonzero_macs // s.lanes)}  # one nonzero MAC per PE per cycle
     cycles = {plan.names[n]: c for n, c in rtl_cycles.items() if plan.layers[n].kind not in ("input", "output")}
-    return files, {"written": True, "simulators": ["icarus", "verilator"], "weights": "rom", "layers": layers,
-                   "cycles": cycles, "latency": plan.latency("rtl")}
+    return files, {"written": True, "simulators": ["icarus", "verilator"],
+                   "weights": "axi" if plan.blob_layers() else "rom", "layers": layers,
+                   "cycles": cycles, "latency": plan.latency("rtl"), "interval": plan.interval("rtl"),
+                   "overlap": True}
 
 
 def _readme(manifest: dict[str, Any], ctx: dict[str, Any]) -> bytes:

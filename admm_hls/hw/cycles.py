@@ -8,11 +8,11 @@ backend adds only a fixed latency per process: the RTL engines' pipeline fill, s
 (an estimate of what Vitis HLS schedules for these loops at II=1, plus the m_axi read latency
 that UG1399 takes as default, 64 cycles, for layers whose words come from off-chip).
 
-Per inference, the HLS design's processes form a DATAFLOW pipeline connected by ping-pong
-buffers: a process starts when its producers finish, so the latency of one image is the longest
-path of process cycles through the layer graph, and with ``ap_ctrl_chain`` successive images
-overlap, one every *interval* = the slowest process. The RTL top runs one layer at a time, so
-its latency is the sum of its layers plus the input load and output send.
+Per inference, both designs' processes form a pipeline connected by ping-pong buffers (HLS
+DATAFLOW; the RTL top's stages with credits): a process starts when its producers finish, so
+the latency of one image is the longest path of process cycles through the layer graph, and
+with images in flight (``ap_ctrl_chain``) successive images overlap, one every *interval* = the
+slowest process. The RTL's load counts from the image's first value.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from __future__ import annotations
 __all__ = ["RTL_OVERHEAD", "HLS_DEPTH", "AXI_LATENCY", "overhead"]
 
 # Cycles an RTL engine spends beyond its issue slots (start, pipeline drain, done): exact.
-RTL_OVERHEAD = {"weighted": 8, "window": 6, "elementwise": 6, "concat": 6, "input": 0, "output": 0}
+RTL_OVERHEAD = {"weighted": 18, "window": 14, "elementwise": 13, "concat": 13, "input": 0, "output": 6}
 # Pipeline depth of the HLS loop of each kind of process (estimated, cycles).
 HLS_DEPTH = {"weighted": 12, "window": 8, "elementwise": 8, "concat": 8, "input": 3, "output": 3}
 AXI_LATENCY = 64  # m_axi read latency (UG1399's default for the INTERFACE latency option)

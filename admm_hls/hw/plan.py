@@ -201,20 +201,18 @@ class HardwarePlan:
         return {n: l.cycles(backend) for n, l in self.layers.items()}
 
     def latency(self, backend: str = "hls") -> int:
-        """Cycles of one inference: the longest path of process cycles (HLS dataflow), or the
-        sum of all processes (the RTL runs one layer at a time)."""
+        """Cycles of one inference in ``backend``: the longest path of process cycles (a
+        process starts when its producers finish; ``hw.cycles``)."""
         cycles = self.cycles(backend)
-        if backend == "rtl":
-            return sum(cycles.values())
         done: dict[str, int] = {}
         for name in self.layers:
             before = [done[c.tensor] for c in self.reads(name)]
             done[name] = max(before, default=0) + cycles[name]
         return max(done.values(), default=0)
 
-    def interval(self) -> int:
-        """Cycles between images of the HLS dataflow pipeline (ap_ctrl_chain): its slowest process."""
-        return max(self.cycles("hls").values(), default=0)
+    def interval(self, backend: str = "hls") -> int:
+        """Cycles between images with images in flight (ping-pong channels): the slowest process."""
+        return max(self.cycles(backend).values(), default=0)
 
     def blob_size(self) -> int:
         return max((l.blob_offset + l.blob_bytes for l in self.blob_layers()), default=0)
@@ -264,8 +262,8 @@ class HardwarePlan:
                 "bram36": mem.bram36, "uram": mem.uram, "lutram_bits": mem.lutram_bits,
                 "available": None if mem.part is None else {"bram36": mem.part.bram36, "uram": mem.part.uram},
                 "fits": mem.fits, "items": list(mem.items)},
-            "cycles": {"hls_latency": self.latency("hls"), "hls_interval": self.interval(),
-                       "rtl_latency": self.latency("rtl")},
+            "cycles": {"hls_latency": self.latency("hls"), "hls_interval": self.interval("hls"),
+                       "rtl_latency": self.latency("rtl"), "rtl_interval": self.interval("rtl")},
         }
 
 

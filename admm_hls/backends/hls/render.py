@@ -18,6 +18,7 @@ import numpy as np
 from ...arith import qrange
 from ...hw.memory import part_memory
 from ...hw.names import ALIASES, file_stem
+from ...hw.blob import blob_port, weight_blob
 from ...hw.plan import STREAM_DEPTH, HardwarePlan
 from ...ir.graph import LayerGraph
 from ...resources import template_env
@@ -33,24 +34,6 @@ __all__ = ["BANNER", "render_project_sources", "weight_blob", "blob_port"]
 
 def _render(template: str, **ctx: Any) -> bytes:
     return template_env("hls").get_template(template).render(banner=BANNER, **ctx).encode("utf-8")
-
-
-def blob_port(ident: str) -> str:
-    """The top argument (and m_axi port) of an off-chip layer's words."""
-    return f"w_{ident}"
-
-
-def weight_blob(plan: HardwarePlan) -> bytes:
-    """The off-chip weight blob: each blob layer at its offset, step after step, each step the
-    word of every group (group 0 first, little-endian) padded with zeros to whole beats."""
-    out = bytearray(plan.blob_size())
-    for layer in plan.blob_layers():
-        per_step = layer.beats_per_step * layer.beat_bits // 32
-        steps = np.zeros((layer.steps, per_step), dtype="<u4")
-        steps[:, : layer.words.shape[0]] = layer.words.T
-        raw = steps.tobytes()
-        out[layer.blob_offset:layer.blob_offset + len(raw)] = raw
-    return bytes(out)
 
 
 def _check_graph(graph: LayerGraph, plan: HardwarePlan) -> None:

