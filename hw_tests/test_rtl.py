@@ -282,10 +282,14 @@ def test_lenet5(lenet_design, sim):
     folder, graph, x_int = lenet_design
     assert len(x_int) >= 10 or "ADMM_RTL_LENET_N" in os.environ
     x_int = x_int[:ICARUS_LENET_N] if sim == "icarus" else x_int
-    result = _run(lenet_design, sim, n=len(x_int))
+    # Icarus: one image at a time only; Verilator also streams every image (layers overlapped)
+    tests = ["test_vectors"] if sim == "icarus" else ["test_vectors", "test_images_in_flight"]
+    result = _run(lenet_design, sim, n=len(x_int), testcase=tests)
     check(result, expected(graph, x_int))
     assert result.n == len(x_int)
     assert_cycle_model(graph, result, pe=None)
+    if sim == "verilator":
+        assert_overlap_model(graph, result, pe=None)
 
 
 def test_residual_concat_avgpool_relu(branch_design, sim):
@@ -311,7 +315,7 @@ def test_odd_geometry(odd_design, sim):
 def test_lenet5_sixteen_pes(lenet_pe_design, sim):
     """Sixteen lanes in lockstep: same outputs, the plan's cycles."""
     folder, graph, x_int = lenet_pe_design
-    result = _run(lenet_pe_design, sim)
+    result = _run(lenet_pe_design, sim, testcase="test_vectors")
     check(result, expected(graph, x_int))
     assert_cycle_model(graph, result, pe=16)
     assert result.cycles[0] * 4 < 207_787  # far below the one-PE schedule
@@ -319,7 +323,7 @@ def test_lenet5_sixteen_pes(lenet_pe_design, sim):
 
 def test_lenet5_with_stalls(lenet_design, sim):
     folder, graph, x_int = lenet_design
-    result = _run(lenet_design, sim, n=1, stalls=True)
+    result = _run(lenet_design, sim, n=1, stalls=True, testcase="test_vectors")
     check(result, expected(graph, x_int[:1]))
 
 

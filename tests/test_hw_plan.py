@@ -214,7 +214,7 @@ def test_cycle_model(lenet):
             assert hls[name] > layer.iterations and rtl[name] >= layer.iterations
         assert plan.latency("hls") == sum(hls.values())  # LeNet-5 is a chain of processes
         assert plan.latency("rtl") == sum(rtl.values())
-        assert plan.interval("hls") == max(hls.values()) and plan.interval("rtl") == max(rtl.values())
+        assert plan.interval("hls") == max(hls.values()) and plan.interval("rtl") >= max(rtl.values())
     assert four.latency("hls") <= 0.3 * one.latency("hls")
     conv1 = lenet.nodes_of("conv")[0]
     s = four.layers[conv1.name].schedule

@@ -17,10 +17,14 @@ slowest process. The RTL's load counts from the image's first value.
 
 from __future__ import annotations
 
-__all__ = ["RTL_OVERHEAD", "HLS_DEPTH", "AXI_LATENCY", "overhead"]
+__all__ = ["RTL_OVERHEAD", "RTL_RESTART", "HLS_DEPTH", "AXI_LATENCY", "overhead", "restart"]
 
 # Cycles an RTL engine spends beyond its issue slots (start, pipeline drain, done): exact.
-RTL_OVERHEAD = {"weighted": 18, "window": 14, "elementwise": 13, "concat": 13, "input": 0, "output": 6}
+RTL_OVERHEAD = {"weighted": 23, "window": 17, "elementwise": 16, "concat": 16, "input": 0, "output": 8}
+# Cycles between the end of one run of an RTL stage and the start of its next run, beyond its
+# own cycles, with images in flight: the load starts (and then takes its first value) one cycle
+# after its last value, the send waits a cycle for ap_continue; a layer starts again at once.
+RTL_RESTART = {"input": 1, "output": 1}
 # Pipeline depth of the HLS loop of each kind of process (estimated, cycles).
 HLS_DEPTH = {"weighted": 12, "window": 8, "elementwise": 8, "concat": 8, "input": 3, "output": 3}
 AXI_LATENCY = 64  # m_axi read latency (UG1399's default for the INTERFACE latency option)
@@ -33,3 +37,8 @@ def overhead(kind: str, backend: str, *, blob: bool = False) -> int:
     if backend == "hls":
         return HLS_DEPTH[kind] + (AXI_LATENCY if blob else 0)
     raise ValueError(f"unknown backend {backend!r}")
+
+
+def restart(kind: str, backend: str) -> int:
+    """Cycles a process of ``kind`` spends between two runs with images in flight."""
+    return RTL_RESTART.get(kind, 0) if backend == "rtl" else 0

@@ -29,7 +29,7 @@ import numpy as np
 from ..arith import ubits
 from ..errors import UserError
 from ..ir.graph import LayerGraph, Node
-from .cycles import overhead
+from .cycles import overhead, restart
 from .layout import Layout, range_layout, shape3, weighted_layout
 from .memory import PartMemory, Storage, part_memory, storage
 from .names import ALIASES, layer_names, tensor_of
@@ -211,8 +211,10 @@ class HardwarePlan:
         return max(done.values(), default=0)
 
     def interval(self, backend: str = "hls") -> int:
-        """Cycles between images with images in flight (ping-pong channels): the slowest process."""
-        return max(self.cycles(backend).values(), default=0)
+        """Cycles between images with images in flight (ping-pong channels): the slowest process
+        (with the cycles it takes to start again, ``hw.cycles.restart``)."""
+        cycles = self.cycles(backend)
+        return max((c + restart(self.layers[n].kind, backend) for n, c in cycles.items()), default=0)
 
     def blob_size(self) -> int:
         return max((l.blob_offset + l.blob_bytes for l in self.blob_layers()), default=0)

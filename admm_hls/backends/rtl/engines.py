@@ -29,7 +29,7 @@ __all__ = ["ENGINES", "engines", "mem_image", "row_table", "read_tables", "packe
            "IDENTITY", "RD_LAT"]
 
 IDENTITY = (1 << 30, 30)  # M0, SHIFT of the exact identity: (x * 2^30 + 2^29) >> 30 == x
-RD_LAT = 3  # cycles from a feature-map read request to its data (admm_fm_copy)
+RD_LAT = 6  # cycles from a feature-map read request to its data (admm_fm_copy)
 
 
 _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
