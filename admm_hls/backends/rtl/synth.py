@@ -53,6 +53,7 @@ ENGINES = "engines.json"
 RESOURCES_TXT = "resources.txt"
 INSTALL_HINT = YOSYS_INSTALL_HINT
 SYNTH_OPTIONS = "-flatten -noiopad -noclkbuf"
+ENGINE_SUBMODULES = ("admm_requant",)  # modules the engines instantiate (rendered beside them)
 # The resource categories, in table order.
 COUNTS = ("lut", "lutram", "ff", "dsp", "bram", "uram", "carry", "cells")
 
@@ -124,7 +125,9 @@ def engine_script(engine: dict[str, Any], family: str, stat_file: str) -> str:
     """The yosys script of one engine instance (run in ``rtl/``; ``stat_file`` gets the stat JSON)."""
     module = engine["module"]
     sets = " ".join(f"-set {k} {_param_value(v)}" for k, v in engine.get("params", {}).items())
-    lines = [f"read_verilog -defer {module}.v"]
+    # the engine and the submodules engines instantiate (the requantizer)
+    files = [module, *(m for m in ENGINE_SUBMODULES if m != module)]
+    lines = ["read_verilog -defer " + " ".join(f"{m}.v" for m in files)]
     if sets:
         # -defer keeps the module abstract so it is elaborated once, with these values (the
         # defaults may name memory images that do not exist).
