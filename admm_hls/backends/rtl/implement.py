@@ -36,8 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from ...errors import UserError
-from ...jsonio import dump_json, read_json, replace_file
-from .synth import SYNTH_OPTIONS, family_for_part, manifest_part, stat_cells, xilinx_counts
+from ...jsonio import dump_json, replace_file
+from .synth import REBUILD, SYNTH_OPTIONS, family_for_part, manifest_part, read_rtl_json, stat_cells, xilinx_counts
 from .tools import (NEXTPNR_INSTALL_HINT, YOSYS_INSTALL_HINT, find_nextpnr_ecp5, find_yosys, last_error,
                     nextpnr_version, yosys_version)
 
@@ -52,7 +52,6 @@ IMPLEMENTATION_TXT = "implementation.txt"
 DEFAULT_FREQ_MHZ = 100.0
 # Result fields that differ from run to run (wall times); everything else is reproducible.
 TIMING_FIELDS = ("seconds",)
-REBUILD = "rebuild the project with this admm-hls ('admm-hls build --force')"
 NO_FILE = "a run that leaves no statistics or timing report file is an error, not a result"
 
 UNITS = {
@@ -143,12 +142,7 @@ def pick_ecp5_device(need: dict[str, int], flag: str | None) -> tuple[Ecp5Device
 def load_design(rtl_dir: str | os.PathLike) -> tuple[str, list[str]]:
     """(top module, Verilog sources relative to ``rtl_dir``) of ``rtl_dir/design.json``, checked."""
     rtl = Path(rtl_dir)
-    if not rtl.is_dir():
-        raise UserError(f"{rtl} is not a folder: build the project with 'admm-hls build' (it writes rtl/)")
-    path = rtl / DESIGN
-    if not path.is_file():
-        raise UserError(f"{rtl} has no {DESIGN}: {REBUILD}")
-    design = read_json(path, REBUILD)
+    path, design = read_rtl_json(rtl, DESIGN)
     top = design.get("top") if isinstance(design, dict) else None
     sources = design.get("sources") if isinstance(design, dict) else None
     ok = (isinstance(top, str) and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top) and isinstance(sources, list)

@@ -86,15 +86,16 @@ def render_rtl(graph: LayerGraph, plan: HardwarePlan) -> dict[str, bytes]:
         _check_ident(ident, taken)
 
     # feature maps: read tables per producer, one admm_fm_copy per channel and reader lane
+    table_widths = {}  # per producer: its tables' field widths, shared by all its channels' copies
     for l in procs:
         if l.layout is not None and plan.writes(l.name):
-            _, ch_tab, row_tab = read_tables(l.layout)
+            table_widths[l.name], ch_tab, row_tab = read_tables(l.layout)
             files[f"rtl/mem/{stage_id[l.name]}_chtab.mem"] = ch_tab
             files[f"rtl/mem/{stage_id[l.name]}_rowtab.mem"] = row_tab
     channels, readers = [], {}
     for c in plan.channels:
         lay = c.layout
-        widths, _, _ = read_tables(lay)
+        widths = table_widths[c.tensor]
         prod = stage_id[c.tensor]
         params = [("C", lay.shape[0]), ("H", lay.shape[1]), ("W", lay.shape[2]), ("GROUPS", lay.groups),
                   ("BANDS", len(lay.bands)), ("BANK_SIZE", lay.bank_size), *widths.items(),

@@ -88,18 +88,27 @@ def family_for_part(part: str) -> str | None:
 
 
 # -- the engines -----------------------------------------------------------------------------------
+REBUILD = "rebuild the project with this admm-hls ('admm-hls build --force')"
+
+
+def read_rtl_json(rtl: Path, name: str) -> tuple[Path, Any]:
+    """(path, parsed JSON) of a description the renderer writes into ``rtl/`` (engines.json,
+    design.json); a missing folder or file, or bad JSON, is a one-line UserError."""
+    if not rtl.is_dir():
+        raise UserError(f"{rtl} is not a folder: build the project with 'admm-hls build' (it writes rtl/)")
+    path = rtl / name
+    if not path.is_file():
+        raise UserError(f"{rtl} has no {name}: {REBUILD}")
+    from ...jsonio import read_json
+
+    return path, read_json(path, REBUILD)
+
+
 def load_engines(rtl_dir: str | os.PathLike) -> list[dict[str, Any]]:
     """The engine instances of ``rtl_dir/engines.json``, checked: each has a layer, a module whose
     ``<module>.v`` is in ``rtl_dir`` and string parameter values."""
     rtl = Path(rtl_dir)
-    if not rtl.is_dir():
-        raise UserError(f"{rtl} is not a folder: build the project with 'admm-hls build' (it writes rtl/)")
-    path = rtl / ENGINES
-    if not path.is_file():
-        raise UserError(f"{rtl} has no {ENGINES}: rebuild the project with this admm-hls ('admm-hls build --force')")
-    from ...jsonio import read_json
-
-    engines = read_json(path, "rebuild the project with 'admm-hls build --force'")
+    path, engines = read_rtl_json(rtl, ENGINES)
     ok = isinstance(engines, list) and engines and all(
         isinstance(e, dict) and isinstance(e.get("layer"), str) and isinstance(e.get("module"), str)
         and re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", e["module"]) and isinstance(e.get("params", {}), dict)
